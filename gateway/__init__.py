@@ -1,0 +1,3 @@
+"""Hotline integration gateway."""
+
+__version__ = "0.1.0"

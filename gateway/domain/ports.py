@@ -1,0 +1,117 @@
+"""The small interfaces the core owns; adapters implement them, `gateway.bootstrap` wires them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol
+
+from gateway.domain.appeal import Appeal, DeliveryChannel
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """An aware datetime (UTC)."""
+        ...
+
+
+class WorkCalendar(Protocol):
+    """The official production calendar: days off, transferred days, working Saturdays."""
+
+    def is_working_day(self, day: date) -> bool: ...
+
+    def add_working_days(self, day: date, n: int) -> date:
+        """The n-th working day after `day` (n >= 0; n == 0 gives `day` or the next working day)."""
+        ...
+
+    def next_working_day(self, day: date) -> date:
+        """The first working day strictly after `day`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalRef:
+    """The record an appeal became in another system."""
+
+    system: str
+    id: str
+    number: str | None = None
+    stage: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    approved_at: datetime | None = None
+    organization: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmedDelivery:
+    channel: DeliveryChannel
+    confirmed_at: datetime
+    confirmed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalUpdate:
+    """What a status source says about one record, already mapped to our vocabulary."""
+
+    system: str
+    external_id: str
+    appeal_id: str | None  # our id as the remote keeps it (external_id / annotation)
+    stage: str  # the remote's stage, kept for the history
+    status: str  # our AppealStatus value the stage maps to
+    updated_at: datetime
+    planned_completion: date | None = None
+    answer: Answer | None = None
+    delivery: ConfirmedDelivery | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatesPage:
+    updates: Sequence[ExternalUpdate]
+    next_cursor: str | None
+    # The position to resume from next cycle when next_cursor is None.
+    resume_from: str | None = None
+
+
+class Registrar(Protocol):
+    """Creates the appeal in the target system with exactly-once effect.
+
+    Raises the outbox's Transient / Permanent / Ambiguous outcomes; after an ambiguous
+    failure the next call looks the record up by the appeal id before creating it.
+    """
+
+    async def register(self, appeal: Appeal) -> ExternalRef: ...
+
+
+class StatusSource(Protocol):
+    """Reads changes since a stored cursor; cost grows with changes, not open appeals."""
+
+    async def fetch_updates(self, cursor: str | None, limit: int) -> UpdatesPage: ...
+
+
+class DeliveryConfirmer(Protocol):
+    """Tells the target system how the answer reached the applicant."""
+
+    async def confirm_delivery(
+        self, external_id: str, channel: DeliveryChannel, confirmed_at: datetime,
+        comment: str | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str | None = None
+    idempotency_key: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Mailer(Protocol):
+    async def send(self, mail: OutgoingMail) -> None: ...
