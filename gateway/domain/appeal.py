@@ -1,4 +1,5 @@
-"""An appeal (обращение): a call taken by a hotline operator, and its life until the answer reaches the citizen."""
+"""An appeal (обращение): a call taken by a hotline operator, and its life until the answer
+reaches the citizen."""
 
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ class Appeal:
     summary: str
     repeat: bool
     urgency: Urgency
-    answer_channel: AnswerChannel
+    answer_channel: AnswerChannel | None  # None: informational, answered on the spot
     informational: bool
     status: AppealStatus
     route: Route

@@ -1,0 +1,1 @@
+"""Durable storage of appeals, their history, deliveries, poller cursors and the audit log."""

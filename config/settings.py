@@ -1,0 +1,240 @@
+"""The gateway's settings: a TOML file overridden by `GATEWAY_*` environment variables.
+
+Secrets (tokens, passwords) come only from the environment or a secrets directory, never
+from the TOML file, which tends to end up in version control and in support tickets.
+A bad setting stops start-up with a message that names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = Path("gateway.toml")
+ROLES = ("operator", "delivery", "admin")
+
+# Dotted paths of settings that may never be read from the TOML file.
+SECRET_KEYS = frozenset(
+    {"api_tokens", "pos.token", "delo.password", "smtp.password"}
+)
+
+
+class SettingsError(Exception):
+    """Start-up refused: the message names the setting and what is wrong with it."""
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+
+class HotlineSettings(BaseModel):
+    """A hotline the gateway takes calls from ("122", "телефон доверия главы")."""
+
+    code: str = Field(min_length=1, max_length=32)
+    name: str = ""
+    timezone: str = "Europe/Moscow"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+
+class PosSettings(BaseModel):
+    base_url: str | None = None  # None: `gateway demo` starts the built-in simulator
+    token: SecretStr | None = None
+    poll_interval_s: float = Field(default=30.0, gt=0)
+    page_size: int = Field(default=200, ge=1, le=500)
+    timeout_s: float = Field(default=10.0, gt=0)
+    mapping_file: Path | None = None
+
+
+class DeloSettings(BaseModel):
+    base_url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    page_size: int = Field(default=200, ge=1, le=1000)
+    timeout_s: float = Field(default=15.0, gt=0)
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "gateway@localhost"
+    security: Literal["none", "starttls", "tls"] = "none"
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class OutboxSettings(BaseModel):
+    batch_size: int = Field(default=100, ge=1, le=5000)
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    lease_s: float = Field(default=60.0, gt=1)
+    poll_interval_s: float = Field(default=0.5, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything `gateway run` needs; every field has an environment variable `GATEWAY_...`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./gateway.db"
+    http: HttpSettings = HttpSettings()
+    api_tokens: SecretStr | None = None  # "role:token,role:token"
+    routing_file: Path | None = None
+    topics_file: Path | None = None
+    deadlines_file: Path | None = None
+    calendar_overrides_file: Path | None = None
+    timezone: str = "Europe/Moscow"
+    hotlines: list[HotlineSettings] = Field(
+        default_factory=lambda: [HotlineSettings(code="122", name="Единая линия 122")]
+    )
+    pos: PosSettings = PosSettings()
+    delo: DeloSettings = DeloSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    instance_name: str = Field(default_factory=lambda: os.uname().nodename)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_well_formed(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_tokens(value.get_secret_value())
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs and has the lowest priority.
+        return (env_settings, file_secret_settings, init_settings)
+
+    def hotline(self, code: str) -> HotlineSettings | None:
+        return next((h for h in self.hotlines if h.code == code), None)
+
+    def zone_of(self, hotline: str) -> ZoneInfo:
+        configured = self.hotline(hotline)
+        return ZoneInfo(configured.timezone if configured else self.timezone)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def parse_api_tokens(raw: str) -> dict[str, str]:
+    """`role:token,role:token` -> {sha256(token): role}; the plain tokens are not kept."""
+    hashed: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        role, sep, token = item.partition(":")
+        role = role.strip()
+        if not sep or not token.strip():
+            raise ValueError("each entry must be role:token")
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        hashed[hash_token(token.strip())] = role
+    return hashed
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _secret_keys_in(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}".lower()
+        if dotted in SECRET_KEYS:
+            found.append(dotted)
+        elif isinstance(value, Mapping):
+            found.extend(_secret_keys_in(value, f"{dotted}."))
+    return found
+
+
+def load_settings(
+    config_file: Path | None = None, secrets_dir: Path | None = None
+) -> Settings:
+    """Settings from the TOML file (if any), the environment and the secrets directory."""
+    path = config_file
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+        secrets = _secret_keys_in(data)
+        if secrets:
+            raise SettingsError(
+                f"config file {path} holds secrets ({', '.join(sorted(secrets))}); "
+                "give them by environment variable (e.g. GATEWAY_API_TOKENS) "
+                "or in the secrets directory"
+            )
+    secrets_dir = secrets_dir or _env_path("GATEWAY_SECRETS_DIR")
+    try:
+        if secrets_dir is not None:
+            return Settings(_secrets_dir=secrets_dir, **data)
+        return Settings(**data)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, path)) from None
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = []
+    for error in exc.errors():
+        dotted = ".".join(str(p) for p in error["loc"])
+        env = "GATEWAY_" + "__".join(str(p) for p in error["loc"]).upper()
+        where = f"{path} or {env}" if path else env
+        lines.append(f"setting {dotted} ({where}): {error['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,77 @@
+"""The aiohttp application: routes, and the middlewares every request passes through."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.api import admin, calls, health
+from gateway.api.auth import TOKENS_KEY, TokenBook
+from gateway.api.context import SERVICES_KEY, ApiServices
+from gateway.api.errors import ApiError, error_response
+
+log = structlog.get_logger(__name__)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Binds a request id to every log line of the request; logs one line per request."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id[:64])
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await _as_api_errors(request, handler)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id[:64]
+        return response
+    finally:
+        # The route pattern, not the path: paths may carry ids but never query strings.
+        route = request.match_info.route.resource
+        log.info(
+            "http.request",
+            method=request.method,
+            route=route.canonical if route is not None else "unmatched",
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        structlog.contextvars.clear_contextvars()
+
+
+async def _as_api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SERVICES_KEY].max_body_bytes
+        return error_response(413, "too_large",
+                              f"Тело запроса больше {limit // 1024} КиБ / body over {limit} bytes")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+            return error_response(exc.status, code, exc.reason)
+        raise
+    except Exception as exc:
+        log.error("http.unhandled", error_type=type(exc).__name__, exc_info=True)
+        return error_response(500, "internal",
+                              "Внутренняя ошибка; сообщите администратору номер запроса "
+                              "/ internal error; give the admin the X-Request-Id")
+
+
+def build_app(services: ApiServices, hashed_tokens: dict[str, str]) -> web.Application:
+    app = web.Application(
+        client_max_size=services.max_body_bytes,
+        middlewares=[request_context],
+    )
+    app[SERVICES_KEY] = services
+    app[TOKENS_KEY] = TokenBook(hashed_tokens)
+    app.add_routes(health.routes)
+    app.add_routes(calls.routes)
+    app.add_routes(admin.routes)
+    return app

@@ -1,0 +1,25 @@
+"""Reading request bodies the way the contract says: 413 over the limit, 422 when not JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.context import SERVICES_KEY
+from gateway.api.errors import ApiError
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON, with 413 and 422 the way the contract says."""
+    limit = request.app[SERVICES_KEY].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    raw = await request.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(422, "malformed_json",
+                       "Тело запроса не является JSON в UTF-8 / the body is not UTF-8 JSON",
+                       {"body": type(exc).__name__}) from None

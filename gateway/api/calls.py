@@ -1,0 +1,167 @@
+"""Intake and reading of calls: POST/GET /api/v1/calls."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.api.auth import ROLE_KEY, requires
+from gateway.api.bodies import read_json
+from gateway.api.context import SERVICES_KEY
+from gateway.api.errors import ApiError, json_response
+from gateway.api.wire import CallIn, ListQuery, field_errors, iso
+from gateway.services.intake import CallConflict, CallRefused
+from gateway.storage import appeals as repo
+
+routes = web.RouteTableDef()
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@routes.post("/api/v1/calls")
+@requires("operator")
+async def post_call(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "validation", "Ожидается объект JSON / a JSON object is expected",
+                       {"body": "must be an object"})
+    try:
+        call = CallIn.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "validation",
+                       "Обращение заполнено с ошибками / the call has invalid fields",
+                       field_errors(exc)) from None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key.strip()) <= MAX_IDEMPOTENCY_KEY):
+        raise ApiError(422, "validation", "Idempotency-Key: 1–200 characters",
+                       {"Idempotency-Key": "1 to 200 characters"})
+    try:
+        result = await services.intake.accept(call, key.strip() if key else None,
+                                              actor=request[ROLE_KEY])
+    except CallRefused as exc:
+        refusal = exc.refusal
+        raise ApiError(422, refusal.code, refusal.message, refusal.fields) from None
+    except CallConflict as exc:
+        raise ApiError(
+            409, "conflict",
+            f"Этот {exc.by} уже использован для другого обращения "
+            f"/ this {exc.by} was already used for a different call",
+            {exc.by: f"already used by appeal {exc.existing_id}"},
+        ) from None
+    stored = result.stored
+    zone = services.zone_of(stored.appeal.hotline)
+    return json_response(intake_body(stored, zone), status=201 if result.created else 200)
+
+
+def intake_body(stored: repo.StoredAppeal, zone: tzinfo) -> dict[str, Any]:
+    appeal = stored.appeal
+    return {
+        "id": appeal.id,
+        "status": "accepted",
+        "route": {
+            "system": appeal.route.system.value,
+            "executor": appeal.route.executor,
+            "due_at": iso(appeal.due_at, zone),
+        },
+    }
+
+
+@routes.get("/api/v1/calls/{id}")
+@requires("operator", "delivery")
+async def get_call(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    async with services.engine.connect() as conn:
+        stored = await repo.get_appeal(conn, request.match_info["id"])
+    if stored is None:
+        raise ApiError(404, "not_found", "Обращение не найдено / no such call")
+    zone = services.zone_of(stored.appeal.hotline)
+    return json_response(appeal_body(stored, zone, with_history=True))
+
+
+@routes.get("/api/v1/calls")
+@requires("operator", "delivery")
+async def list_calls(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    try:
+        query = ListQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise ApiError(422, "validation", "Неверные параметры запроса / bad query parameters",
+                       field_errors(exc)) from None
+    try:
+        async with services.engine.connect() as conn:
+            page = await repo.list_appeals(
+                conn, status=query.status, updated_since=query.updated_since,
+                overdue=query.overdue, limit=query.limit, cursor=query.cursor,
+            )
+    except repo.BadCursor:
+        raise ApiError(422, "validation", "Неверный cursor / bad cursor",
+                       {"cursor": "not a cursor this API gave out"}) from None
+    return json_response(
+        {"items": [appeal_body(s, services.zone_of(s.appeal.hotline), with_history=False)
+                   for s in page.items],
+         "next_cursor": page.next_cursor},
+    )
+
+
+def appeal_body(
+    stored: repo.StoredAppeal, zone: tzinfo, *, with_history: bool
+) -> dict[str, Any]:
+    """An appeal for people allowed to see personal data (operator, delivery, admin)."""
+    appeal = stored.appeal
+    applicant = appeal.applicant
+    body: dict[str, Any] = {
+        "id": appeal.id,
+        "journal_id": appeal.journal_id,
+        "hotline": appeal.hotline,
+        "received_at": iso(appeal.received_at, zone),
+        "operator": appeal.operator,
+        "applicant": {
+            "last_name": applicant.last_name, "first_name": applicant.first_name,
+            "middle_name": applicant.middle_name, "phone": applicant.phone,
+            "email": applicant.email, "postal_address": applicant.postal_address,
+        },
+        "problem_address": appeal.problem_address,
+        "topic": appeal.topic,
+        "summary": appeal.summary,
+        "repeat": appeal.repeat,
+        "urgency": appeal.urgency.value,
+        "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
+        "informational": appeal.informational,
+        "status": appeal.status.value,
+        "route": {
+            "system": appeal.route.system.value,
+            "executor": appeal.route.executor,
+            "due_at": iso(appeal.due_at, zone),
+        },
+        "external": {
+            "system": stored.external_system,
+            "id": stored.external_id,
+            "number": stored.external_number,
+            "stage": stored.external_stage,
+        } if stored.external_id else None,
+        "deadlines": {
+            "due_at": iso(appeal.due_at, zone),
+            "feedback_due_at": iso(appeal.feedback_due_at, zone),
+            "request_due_at": iso(stored.request_due_at, zone),
+            "overdue": stored.overdue,
+        },
+        "answer": {"text": stored.answer_text, "ready_at": iso(stored.answer_ready_at, zone)}
+        if stored.answer_text is not None else None,
+        "created_at": iso(stored.created_at, zone),
+        "updated_at": iso(stored.updated_at, zone),
+    }
+    if with_history:
+        body["history"] = [
+            {"status": c.status.value, "at": iso(c.at, zone), "source": c.source, "note": c.note}
+            for c in appeal.history
+        ]
+        body["deliveries"] = [
+            {"channel": d.channel, "outcome": d.outcome, "at": iso(d.at, zone), "by": d.by,
+             "source": d.source}
+            for d in stored.deliveries
+        ]
+    return body

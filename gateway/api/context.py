@@ -1,0 +1,35 @@
+"""What the handlers may use, handed over by the wiring module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any, Protocol
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.domain.ports import Clock
+from gateway.services.intake import IntakeService
+from outbox.store import OutboxStore
+
+
+class StatusReporter(Protocol):
+    async def report(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiServices:
+    engine: AsyncEngine
+    intake: IntakeService
+    status: StatusReporter
+    clock: Clock
+    version: str
+    outbox: OutboxStore
+    zone_of: Callable[[str], tzinfo]
+    max_body_bytes: int = 64 * 1024
+    metrics: Any = None  # prometheus CollectorRegistry
+
+
+SERVICES_KEY = web.AppKey("services", ApiServices)

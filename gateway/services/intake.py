@@ -1,0 +1,189 @@
+"""Taking a call: validate by the regulations, route, set deadlines, store and queue at once.
+
+The appeal, its first history entry, the audit entry and the outbox rows that forward it
+commit in one transaction: a call is either fully accepted or not at all. Repeats are
+recognised by hotline + journal id and by the Idempotency-Key, also under a race (the
+unique constraints decide, and the loser re-reads).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.api.wire import CallIn
+from gateway.domain.appeal import Appeal, AppealStatus, StatusChange
+from gateway.domain.intake import (
+    Refusal,
+    anonymity_refusal,
+    received_at_refusal,
+    registered_late,
+    with_normalised_phone,
+)
+from gateway.domain.ports import Clock
+from gateway.domain.routing import UnknownTopic
+from gateway.services.outbox_actions import forwarding_messages
+from gateway.services.planning import DeadlinePlanner, RoutePlanner
+from gateway.storage import appeals as repo
+from outbox.store import NewMessage
+
+log = structlog.get_logger(__name__)
+
+
+class Enqueue(Protocol):
+    async def __call__(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> object: ...
+
+
+class CallRefused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.code)
+        self.refusal = refusal
+
+
+class CallConflict(Exception):
+    """The same journal entry or Idempotency-Key was already used for a different call."""
+
+    def __init__(self, existing_id: str, by: str) -> None:
+        super().__init__(by)
+        self.existing_id = existing_id
+        self.by = by
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    stored: repo.StoredAppeal
+    created: bool
+
+
+class IntakeService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        enqueue: Enqueue,
+        routes: RoutePlanner,
+        deadlines: DeadlinePlanner,
+        clock: Clock,
+        hotlines: frozenset[str],
+    ) -> None:
+        self._engine = engine
+        self._enqueue = enqueue
+        self._routes = routes
+        self._deadlines = deadlines
+        self._clock = clock
+        self._hotlines = hotlines
+
+    async def accept(self, call: CallIn, idempotency_key: str | None, actor: str) -> IntakeResult:
+        content_hash = call.content_hash()
+        # A repeat is answered from what is stored, before any rule is re-applied:
+        # the call was valid when first taken, and configuration may have changed since.
+        async with self._engine.connect() as conn:
+            repeat = await self._repeat_of(conn, call, idempotency_key, content_hash)
+        if repeat is not None:
+            return IntakeResult(repeat, created=False)
+
+        now = self._clock.now()
+        appeal = self._build(call, now)
+        planned = self._deadlines.plan(appeal.received_at, appeal.urgency, appeal.route,
+                                       appeal.hotline)
+        appeal = _with_deadlines(appeal, planned.due_at, planned.feedback_due_at)
+        try:
+            async with self._engine.begin() as conn:
+                await repo.insert_appeal(
+                    conn, appeal, content_hash=content_hash, idempotency_key=idempotency_key,
+                    request_due_at=planned.request_due_at, now=now,
+                )
+                await self._enqueue(conn, forwarding_messages(appeal))
+                detail: dict[str, object] = {"route": appeal.route.system.value,
+                                             "hotline": appeal.hotline}
+                if registered_late(appeal.received_at, now):
+                    detail["registered_late"] = True  # [001: 15]
+                await repo.record_audit(conn, at=now, actor=actor, action="call.accepted",
+                                        appeal_id=appeal.id, detail=detail)
+        except IntegrityError:
+            # Someone stored the same call between our read and our write.
+            async with self._engine.connect() as conn:
+                repeat = await self._repeat_of(conn, call, idempotency_key, content_hash)
+            if repeat is None:
+                raise
+            return IntakeResult(repeat, created=False)
+        log.info("call.accepted", appeal_id=appeal.id, route=appeal.route.system.value,
+                 hotline=appeal.hotline)
+        async with self._engine.connect() as conn:
+            stored = await repo.get_appeal(conn, appeal.id)
+        assert stored is not None
+        return IntakeResult(stored, created=True)
+
+    async def _repeat_of(
+        self, conn: AsyncConnection, call: CallIn, key: str | None, content_hash: str
+    ) -> repo.StoredAppeal | None:
+        found = await repo.find_existing(conn, call.hotline, call.journal_id, key)
+        if not found:
+            return None
+        for stored in found:
+            same_entry = (stored.appeal.hotline, stored.appeal.journal_id) == (
+                call.hotline, call.journal_id)
+            if stored.content_hash != content_hash:
+                raise CallConflict(stored.appeal.id,
+                                   "journal_id" if same_entry else "Idempotency-Key")
+            if key is not None and stored.idempotency_key not in (None, key) and same_entry:
+                raise CallConflict(stored.appeal.id, "Idempotency-Key")
+        return await repo.get_appeal(conn, found[0].appeal.id)
+
+    def _build(self, call: CallIn, now: datetime) -> Appeal:
+        if call.hotline not in self._hotlines:
+            raise CallRefused(Refusal(
+                "validation",
+                "Неизвестная линия / unknown hotline code",
+                {"hotline": f"not configured; known: {', '.join(sorted(self._hotlines))}"},
+            ))
+        refusal = received_at_refusal(call.received_at, now)
+        if refusal:
+            raise CallRefused(refusal)
+        applicant, refusal = with_normalised_phone(call.applicant.to_domain())
+        if refusal:
+            raise CallRefused(refusal)
+        channel = call.effective_answer_channel()
+        refusal = anonymity_refusal(applicant, channel, call.informational)
+        if refusal:
+            raise CallRefused(refusal)
+        try:
+            route = self._routes.route(call.topic, call.hotline, call.informational)
+        except UnknownTopic:
+            raise CallRefused(Refusal(
+                "unknown_topic",
+                "Тематика не найдена в справочнике / the topic is not in the topic dictionary",
+                {"topic": "not in the topic dictionary"},
+            )) from None
+        status = AppealStatus.JOURNALED if call.informational else AppealStatus.ACCEPTED
+        return Appeal(
+            id=str(uuid.uuid4()),
+            hotline=call.hotline,
+            journal_id=call.journal_id,
+            received_at=call.received_at,
+            operator=call.operator,
+            applicant=applicant,
+            problem_address=call.problem_address,
+            topic=call.topic,
+            summary=call.summary,
+            repeat=call.repeat,
+            urgency=call.urgency,
+            answer_channel=channel,
+            informational=call.informational,
+            status=status,
+            route=route,
+            due_at=None,
+            history=(StatusChange(status, now, "intake"),),
+        )
+
+
+def _with_deadlines(
+    appeal: Appeal, due_at: datetime | None, feedback_due_at: datetime | None
+) -> Appeal:
+    return replace(appeal, due_at=due_at, feedback_due_at=feedback_due_at)

@@ -1,0 +1,70 @@
+"""The status report for admins: outbox, pollers, appeals by status, overdue. No personal data.
+
+Only counts, ages, component names and error classes go in; nothing read from an appeal's
+personal fields is ever touched here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.domain.ports import Clock
+from gateway.storage import appeals as repo
+from gateway.storage.tables import poller_cursors
+from outbox.store import OutboxStats
+
+
+class OutboxCounts(Protocol):
+    async def stats(self) -> OutboxStats: ...
+
+
+STATES = ("pending", "leased", "done", "dead")
+
+
+def outbox_section(stats: OutboxStats) -> dict[str, Any]:
+    """The contract's shape: totals by state, the oldest pending age, and the same by target."""
+    return {
+        **{state: stats.by_state.get(state, 0) for state in STATES},
+        "oldest_pending_age_s": round(stats.oldest_pending_age_s or 0.0, 3),
+        "by_target": {
+            target: {state: counts.get(state, 0) for state in STATES}
+            for target, counts in sorted(stats.by_target.items())
+        },
+    }
+
+
+class StatusReport:
+    def __init__(self, engine: AsyncEngine, outbox: OutboxCounts, clock: Clock, version: str,
+                 pollers: tuple[str, ...]) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._clock = clock
+        self._version = version
+        self._pollers = pollers
+
+    async def report(self) -> dict[str, Any]:
+        now = self._clock.now()
+        async with self._engine.connect() as conn:
+            by_status = await repo.count_by_status(conn)
+            overdue = await repo.count_overdue(conn)
+            cursors = (await conn.execute(select(poller_cursors))).mappings().all()
+        known = {row["system"]: row for row in cursors}
+        pollers: dict[str, Any] = {}
+        for system in sorted({*self._pollers, *known}):
+            row = known.get(system)
+            last_success: datetime | None = row["last_success_at"] if row else None
+            pollers[system] = {
+                "last_success_at": last_success.isoformat() if last_success else None,
+                "last_error": row["last_error"] if row else None,
+                "lag_s": round((now - last_success).total_seconds(), 3) if last_success else None,
+            }
+        return {
+            "outbox": outbox_section(await self._outbox.stats()),
+            "pollers": pollers,
+            "appeals": {"by_status": by_status, "overdue": overdue},
+            "version": self._version,
+        }

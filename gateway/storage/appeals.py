@@ -1,0 +1,334 @@
+"""Reading and writing appeals. Every write takes the caller's connection, so a state change,
+its history row, its audit row and the outbox rows it causes commit together."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.domain.appeal import (
+    AnswerChannel,
+    Appeal,
+    AppealStatus,
+    Applicant,
+    StatusChange,
+    Urgency,
+)
+from gateway.domain.route import DeloTarget, EmailTarget, PosTarget, Route, TargetSystem
+from gateway.storage.tables import (
+    appeal_status_history,
+    appeals,
+    audit_log,
+    deliveries,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    channel: str
+    outcome: str
+    at: datetime
+    by: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAppeal:
+    """An appeal as stored: the domain object plus what the outside world said about it."""
+
+    appeal: Appeal
+    content_hash: str
+    idempotency_key: str | None
+    request_due_at: datetime | None
+    overdue: bool
+    external_system: str | None
+    external_id: str | None
+    external_number: str | None
+    external_stage: str | None
+    answer_text: str | None
+    answer_ready_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    deliveries: tuple[DeliveryRecord, ...] = field(default_factory=tuple)
+
+
+def route_to_json(route: Route) -> dict[str, Any]:
+    return {
+        "system": route.system.value,
+        "executor": route.executor,
+        "pos": asdict(route.pos) if route.pos else None,
+        "delo": asdict(route.delo) if route.delo else None,
+        "email": [{"authority": t.authority, "recipients": list(t.recipients)}
+                  for t in route.email],
+        "deadline_policy": route.deadline_policy,
+    }
+
+
+def route_from_json(data: dict[str, Any]) -> Route:
+    return Route(
+        system=TargetSystem(data["system"]),
+        executor=data.get("executor", ""),
+        pos=PosTarget(**data["pos"]) if data.get("pos") else None,
+        delo=DeloTarget(**data["delo"]) if data.get("delo") else None,
+        email=tuple(
+            EmailTarget(authority=t["authority"], recipients=tuple(t["recipients"]))
+            for t in data.get("email") or ()
+        ),
+        deadline_policy=data.get("deadline_policy", "default"),
+    )
+
+
+def _applicant_to_json(applicant: Applicant) -> dict[str, Any]:
+    return asdict(applicant)
+
+
+async def insert_appeal(
+    conn: AsyncConnection,
+    appeal: Appeal,
+    *,
+    content_hash: str,
+    idempotency_key: str | None,
+    request_due_at: datetime | None,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(appeals).values(
+            id=appeal.id,
+            hotline=appeal.hotline,
+            journal_id=appeal.journal_id,
+            idempotency_key=idempotency_key,
+            content_hash=content_hash,
+            received_at=appeal.received_at,
+            operator=appeal.operator,
+            applicant=_applicant_to_json(appeal.applicant),
+            problem_address=appeal.problem_address,
+            topic=appeal.topic,
+            summary=appeal.summary,
+            repeat=appeal.repeat,
+            urgency=appeal.urgency.value,
+            answer_channel=appeal.answer_channel.value if appeal.answer_channel else None,
+            informational=appeal.informational,
+            status=appeal.status.value,
+            route=route_to_json(appeal.route),
+            route_system=appeal.route.system.value,
+            executor=appeal.route.executor,
+            due_at=appeal.due_at,
+            feedback_due_at=appeal.feedback_due_at,
+            request_due_at=request_due_at,
+            overdue=False,
+            created_at=now,
+            updated_at=now,
+            version=1,
+        )
+    )
+    await conn.execute(
+        insert(appeal_status_history),
+        [
+            {"appeal_id": appeal.id, "status": c.status.value, "at": c.at, "source": c.source,
+             "note": c.note}
+            for c in appeal.history
+        ],
+    )
+
+
+async def record_audit(
+    conn: AsyncConnection,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    appeal_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """An audit entry: who (a role or component) did what to which appeal; no personal data."""
+    await conn.execute(
+        insert(audit_log).values(
+            at=at, actor=actor, action=action, appeal_id=appeal_id, detail=detail
+        )
+    )
+
+
+async def find_existing(
+    conn: AsyncConnection, hotline: str, journal_id: str, idempotency_key: str | None
+) -> list[StoredAppeal]:
+    """Appeals that a repeat of this call may refer to (by journal entry or by key)."""
+    condition = and_(appeals.c.hotline == hotline, appeals.c.journal_id == journal_id)
+    if idempotency_key is not None:
+        condition = or_(condition, appeals.c.idempotency_key == idempotency_key)
+    rows = (await conn.execute(select(appeals).where(condition))).mappings().all()
+    return [_from_row(row, (), ()) for row in rows]
+
+
+async def get_appeal(conn: AsyncConnection, appeal_id: str) -> StoredAppeal | None:
+    row = (await conn.execute(select(appeals).where(appeals.c.id == appeal_id))).mappings().first()
+    if row is None:
+        return None
+    history = (
+        await conn.execute(
+            select(appeal_status_history)
+            .where(appeal_status_history.c.appeal_id == appeal_id)
+            .order_by(appeal_status_history.c.id)
+        )
+    ).mappings().all()
+    delivered = (
+        await conn.execute(
+            select(deliveries)
+            .where(deliveries.c.appeal_id == appeal_id)
+            .order_by(deliveries.c.id)
+        )
+    ).mappings().all()
+    return _from_row(
+        row,
+        tuple(
+            StatusChange(AppealStatus(h["status"]), h["at"], h["source"], h["note"])
+            for h in history
+        ),
+        tuple(
+            DeliveryRecord(d["channel"], d["outcome"], d["at"], d["by"], d["source"])
+            for d in delivered
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[StoredAppeal]
+    next_cursor: str | None
+
+
+def _encode_cursor(updated_at: datetime, appeal_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), appeal_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, appeal_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(at), str(appeal_id)
+    except (ValueError, TypeError) as exc:
+        raise BadCursor("cursor is not one this API gave out") from exc
+
+
+async def list_appeals(
+    conn: AsyncConnection,
+    *,
+    status: str | None = None,
+    updated_since: datetime | None = None,
+    overdue: bool | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """Keyset paging by (updated_at, id): stable under concurrent inserts, no OFFSET scans."""
+    query = select(appeals)
+    if status is not None:
+        query = query.where(appeals.c.status == status)
+    if updated_since is not None:
+        query = query.where(appeals.c.updated_at >= updated_since)
+    if overdue is not None:
+        query = query.where(appeals.c.overdue == overdue)
+    if cursor is not None:
+        after_at, after_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                appeals.c.updated_at > after_at,
+                and_(appeals.c.updated_at == after_at, appeals.c.id > after_id),
+            )
+        )
+    query = query.order_by(appeals.c.updated_at, appeals.c.id).limit(limit + 1)
+    rows = (await conn.execute(query)).mappings().all()
+    items = [_from_row(row, (), ()) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit and items:
+        last = items[-1]
+        next_cursor = _encode_cursor(last.updated_at, last.appeal.id)
+    return Page(items, next_cursor)
+
+
+async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(
+        select(appeals.c.status, func.count()).group_by(appeals.c.status)
+    )
+    return {status: count for status, count in rows.tuples()}
+
+
+async def count_overdue(conn: AsyncConnection) -> int:
+    result = await conn.execute(
+        select(func.count()).select_from(appeals).where(appeals.c.overdue.is_(True))
+    )
+    return int(result.scalar_one())
+
+
+async def save_status(
+    conn: AsyncConnection, before: Appeal, after: Appeal, *, now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> bool:
+    """Writes the new status and the history rows it added; False if someone else moved first."""
+    new_changes = after.history[len(before.history):]
+    values: dict[str, Any] = {"status": after.status.value, "updated_at": now,
+                              "version": appeals.c.version + 1, **(extra or {})}
+    result = await conn.execute(
+        update(appeals)
+        .where(appeals.c.id == before.id, appeals.c.status == before.status.value)
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        return False
+    if new_changes:
+        await conn.execute(
+            insert(appeal_status_history),
+            [{"appeal_id": after.id, "status": c.status.value, "at": c.at, "source": c.source,
+              "note": c.note} for c in new_changes],
+        )
+    return True
+
+
+def _from_row(
+    row: Any, history: tuple[StatusChange, ...], delivered: tuple[DeliveryRecord, ...]
+) -> StoredAppeal:
+    appeal = Appeal(
+        id=row["id"],
+        hotline=row["hotline"],
+        journal_id=row["journal_id"],
+        received_at=row["received_at"],
+        operator=row["operator"],
+        applicant=Applicant(**row["applicant"]),
+        problem_address=row["problem_address"],
+        topic=row["topic"],
+        summary=row["summary"],
+        repeat=row["repeat"],
+        urgency=Urgency(row["urgency"]),
+        answer_channel=AnswerChannel(row["answer_channel"]) if row["answer_channel"] else None,
+        informational=row["informational"],
+        status=AppealStatus(row["status"]),
+        route=route_from_json(row["route"]),
+        due_at=row["due_at"],
+        feedback_due_at=row["feedback_due_at"],
+        history=history,
+    )
+    return StoredAppeal(
+        appeal=appeal,
+        content_hash=row["content_hash"],
+        idempotency_key=row["idempotency_key"],
+        request_due_at=row["request_due_at"],
+        overdue=row["overdue"],
+        external_system=row["external_system"],
+        external_id=row["external_id"],
+        external_number=row["external_number"],
+        external_stage=row["external_stage"],
+        answer_text=row["answer_text"],
+        answer_ready_at=row["answer_ready_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deliveries=delivered,
+    )

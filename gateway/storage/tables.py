@@ -1,0 +1,119 @@
+"""The gateway's tables. The outbox table lives in `outbox.schema`; migrations cover both."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from gateway.storage.types import UTCDateTime
+
+metadata = MetaData()
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+appeals = Table(
+    "appeals",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("hotline", String(32), nullable=False),
+    Column("journal_id", String(128), nullable=False),
+    Column("idempotency_key", String(200), nullable=True, unique=True),
+    # sha256 of the canonical intake body: a repeat with other content is a conflict.
+    Column("content_hash", String(64), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("operator", String(200), nullable=False),
+    # Personal data (152-ФЗ): applicant stays in this column and is purged after retention.
+    Column("applicant", JSON, nullable=False),
+    Column("problem_address", Text, nullable=True),
+    Column("topic", String(200), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("repeat", Boolean, nullable=False),
+    Column("urgency", String(16), nullable=False),
+    Column("answer_channel", String(16), nullable=True),
+    Column("informational", Boolean, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("route", JSON, nullable=False),
+    Column("route_system", String(16), nullable=False),
+    Column("executor", String(300), nullable=False),
+    Column("due_at", UTCDateTime, nullable=True),
+    Column("feedback_due_at", UTCDateTime, nullable=True),
+    Column("request_due_at", UTCDateTime, nullable=True),
+    Column("overdue", Boolean, nullable=False, default=False),
+    Column("external_system", String(16), nullable=True),
+    Column("external_id", String(64), nullable=True),
+    Column("external_number", String(64), nullable=True),
+    Column("external_stage", String(64), nullable=True),
+    Column("answer_text", Text, nullable=True),
+    Column("answer_ready_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    UniqueConstraint("hotline", "journal_id", name="uq_appeals_hotline_journal"),
+    Index("ix_appeals_status", "status"),
+    Index("ix_appeals_updated", "updated_at", "id"),
+    Index("ix_appeals_external", "external_system", "external_id"),
+    Index("ix_appeals_due", "due_at"),
+)
+
+appeal_status_history = Table(
+    "appeal_status_history",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("appeal_id", String(36), ForeignKey("appeals.id"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("note", Text, nullable=True),  # no personal data
+    Index("ix_history_appeal", "appeal_id", "id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("appeal_id", String(36), ForeignKey("appeals.id"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    # delivered | no_answer | busy | unreachable
+    Column("outcome", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("by", String(200), nullable=True),
+    Column("source", String(16), nullable=False),  # gateway | pos | delo | email
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_deliveries_appeal", "appeal_id", "id"),
+)
+
+poller_cursors = Table(
+    "poller_cursors",
+    metadata,
+    Column("system", String(32), primary_key=True),
+    Column("cursor", Text, nullable=True),
+    Column("last_success_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),  # no personal data
+    Column("last_error_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),  # a role or a component, never a person's name
+    Column("action", String(64), nullable=False),
+    Column("appeal_id", String(36), nullable=True),
+    Column("detail", JSON, nullable=True),  # no personal data
+    Index("ix_audit_appeal", "appeal_id", "id"),
+    Index("ix_audit_at", "at"),
+)
