@@ -81,11 +81,13 @@ class UpdatesPage:
 class Registrar(Protocol):
     """Creates the appeal in the target system with exactly-once effect.
 
-    Raises the outbox's Transient / Permanent / Ambiguous outcomes; after an ambiguous
-    failure the next call looks the record up by the appeal id before creating it.
+    Raises the outbox's Transient / Permanent / Ambiguous outcomes. `lookup_first` is set
+    on every try after the first (an earlier one may have taken effect before its answer
+    was lost, even in a process that has since died): the record is then looked up by the
+    appeal id before it is created.
     """
 
-    async def register(self, appeal: Appeal) -> ExternalRef: ...
+    async def register(self, appeal: Appeal, *, lookup_first: bool = False) -> ExternalRef: ...
 
 
 class StatusSource(Protocol):
@@ -115,3 +117,16 @@ class OutgoingMail:
 
 class Mailer(Protocol):
     async def send(self, mail: OutgoingMail) -> None: ...
+
+
+class LetterComposer(Protocol):
+    """Renders the letters from the templates in config/ (Russian, text and HTML)."""
+
+    def request(self, appeal: Appeal, authority: str, recipients: tuple[str, ...],
+                due_at: datetime | None) -> OutgoingMail:
+        """[004: 10.1] the request to a responsible person, with a matchable reference."""
+        ...
+
+    def answer(self, appeal: Appeal, answer_text: str) -> OutgoingMail:
+        """The answer to an applicant who chose e-mail."""
+        ...

@@ -645,6 +645,10 @@ class Router:
     def is_known_topic(self, name: str) -> bool:
         return self._topics.is_known_topic(name)
 
+    def canonical_topic(self, name: str) -> str:
+        """The dictionary's own spelling of a topic an operator typed; UnknownTopic if none."""
+        return self._topics.topic(name).name
+
     def rule_for(self, topic: str, hotline: str) -> RoutingRule | None:
         """The hotline's own rule for the topic, else the rule for all hotlines."""
         key = normalise_topic(topic)

@@ -9,10 +9,8 @@ unique constraints decide, and the loser re-reads).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -28,17 +26,13 @@ from gateway.domain.intake import (
     with_normalised_phone,
 )
 from gateway.domain.ports import Clock
+from gateway.domain.route import TargetSystem
 from gateway.domain.routing import UnknownTopic
-from gateway.services.outbox_actions import forwarding_messages
+from gateway.services.outbox_actions import Enqueue, forwarding_messages
 from gateway.services.planning import DeadlinePlanner, RoutePlanner
 from gateway.storage import appeals as repo
-from outbox.store import NewMessage
 
 log = structlog.get_logger(__name__)
-
-
-class Enqueue(Protocol):
-    async def __call__(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> object: ...
 
 
 class CallRefused(Exception):
@@ -155,13 +149,16 @@ class IntakeService:
             raise CallRefused(refusal)
         try:
             route = self._routes.route(call.topic, call.hotline, call.informational)
+            topic = self._routes.canonical_topic(call.topic)
         except UnknownTopic:
             raise CallRefused(Refusal(
                 "unknown_topic",
                 "Тематика не найдена в справочнике / the topic is not in the topic dictionary",
                 {"topic": "not in the topic dictionary"},
             )) from None
-        status = AppealStatus.JOURNALED if call.informational else AppealStatus.ACCEPTED
+        # Journaled only: informational calls, and topics no rule forwards [002: 2.8.2].
+        journaled = call.informational or route.system is TargetSystem.NONE
+        status = AppealStatus.JOURNALED if journaled else AppealStatus.ACCEPTED
         return Appeal(
             id=str(uuid.uuid4()),
             hotline=call.hotline,
@@ -170,7 +167,7 @@ class IntakeService:
             operator=call.operator,
             applicant=applicant,
             problem_address=call.problem_address,
-            topic=call.topic,
+            topic=topic,
             summary=call.summary,
             repeat=call.repeat,
             urgency=call.urgency,

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from gateway.domain.appeal import Appeal
 from gateway.domain.route import TargetSystem
 from outbox.store import NewMessage
+
+
+class Enqueue(Protocol):
+    """The outbox's enqueue: rows join the caller's transaction."""
+
+    async def __call__(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> object: ...
+
 
 POS_REGISTER = ("pos", "register")
 DELO_REGISTER = ("delo", "register")

@@ -18,6 +18,8 @@ class RoutePlanner(Protocol):
         """Raises gateway.domain.routing.UnknownTopic for a topic not in the dictionary."""
         ...
 
+    def canonical_topic(self, name: str) -> str: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedDeadlines:

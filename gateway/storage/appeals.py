@@ -55,6 +55,12 @@ class StoredAppeal:
     answer_ready_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    delivered_at: datetime | None = None
+    delivery_channel: str | None = None
+    callback_attempts: int = 0
+    next_callback_at: datetime | None = None
+    needs_supervisor: bool = False
+    interim_reminded_at: datetime | None = None
     deliveries: tuple[DeliveryRecord, ...] = field(default_factory=tuple)
 
 
@@ -122,6 +128,8 @@ async def insert_appeal(
             feedback_due_at=appeal.feedback_due_at,
             request_due_at=request_due_at,
             overdue=False,
+            callback_attempts=0,
+            needs_supervisor=False,
             created_at=now,
             updated_at=now,
             version=1,
@@ -330,5 +338,11 @@ def _from_row(
         answer_ready_at=row["answer_ready_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        delivered_at=row["delivered_at"],
+        delivery_channel=row["delivery_channel"],
+        callback_attempts=row["callback_attempts"],
+        next_callback_at=row["next_callback_at"],
+        needs_supervisor=row["needs_supervisor"],
+        interim_reminded_at=row["interim_reminded_at"],
         deliveries=delivered,
     )

@@ -57,6 +57,15 @@ appeals = Table(
     Column("external_stage", String(64), nullable=True),
     Column("answer_text", Text, nullable=True),
     Column("answer_ready_at", UTCDateTime, nullable=True),
+    # SLA watch: when the "interim answer due" reminder went out [002: 2.8.10].
+    Column("interim_reminded_at", UTCDateTime, nullable=True),
+    # Callbacks [001: 13]: failed tries so far, when the next one is due, and the flag
+    # raised for the supervisor after the last allowed try.
+    Column("callback_attempts", Integer, nullable=False, default=0),
+    Column("next_callback_at", UTCDateTime, nullable=True),
+    Column("needs_supervisor", Boolean, nullable=False, default=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("delivery_channel", String(16), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False, default=1),

@@ -1,0 +1,180 @@
+"""The outbox handlers that carry an appeal out of the gateway and record what came back.
+
+Each handler is safe to run again: the remote call is idempotent by the appeal's key
+(and looks the record up first on any retry), and recording the outcome only moves the
+appeal forward. One table below declares every action with its retry policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.domain.appeal import AppealStatus, DeliveryChannel, can_transition
+from gateway.domain.ports import (
+    Clock,
+    DeliveryConfirmer,
+    ExternalRef,
+    LetterComposer,
+    Mailer,
+    Registrar,
+)
+from gateway.services import outbox_actions as actions
+from gateway.storage import appeals as repo
+from gateway.storage.tables import appeals
+from outbox.errors import Permanent
+from outbox.handlers import Registration
+from outbox.retry import RetryPolicy
+from outbox.store import Message
+
+log = structlog.get_logger(__name__)
+
+# [001: 15] a call is due in the tracking system within the hour: keep trying for days
+# rather than give up, but let an admin see it among the dead letters if it never goes.
+REGISTER_POLICY = RetryPolicy(max_attempts=60, max_age_s=3 * 24 * 3600.0, timeout_s=60.0)
+CONFIRM_POLICY = RetryPolicy(max_attempts=40, max_age_s=7 * 24 * 3600.0, timeout_s=60.0)
+MAIL_POLICY = RetryPolicy(max_attempts=30, max_age_s=2 * 24 * 3600.0, timeout_s=120.0)
+
+
+def _is_retry(message: Message) -> bool:
+    """An earlier try may have had its effect (also before a re-drive or a crash)."""
+    return message.attempt > 1 or message.window_start != message.created_at
+
+
+class Forwarding:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        *,
+        registrars: Mapping[str, Registrar],
+        confirmers: Mapping[str, DeliveryConfirmer],
+        mailer: Mailer | None = None,
+        letters: LetterComposer | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._registrars = registrars
+        self._confirmers = confirmers
+        self._mailer = mailer
+        self._letters = letters
+
+    def registrations(self) -> list[Registration]:
+        """What this gateway can do, each with its policy: the dispatcher's table."""
+        table: list[Registration] = []
+        for system in self._registrars:
+            table.append(Registration(system, "register", self.register, REGISTER_POLICY))
+        if "pos" in self._confirmers:
+            target, action = actions.POS_CONFIRM_DELIVERY
+            table.append(Registration(target, action, self.confirm_delivery, CONFIRM_POLICY))
+        if "delo" in self._confirmers:
+            target, action = actions.DELO_CLOSE_CONTROL
+            table.append(Registration(target, action, self.confirm_delivery, CONFIRM_POLICY))
+        if self._mailer is not None and self._letters is not None:
+            target, action = actions.EMAIL_REQUEST
+            table.append(Registration(target, action, self.send_request, MAIL_POLICY))
+            target, action = actions.EMAIL_ANSWER
+            table.append(Registration(target, action, self.send_answer, MAIL_POLICY))
+        return table
+
+    async def _load(self, message: Message) -> repo.StoredAppeal:
+        appeal_id = str(message.payload.get("appeal_id", ""))
+        async with self._engine.connect() as conn:
+            stored = await repo.get_appeal(conn, appeal_id)
+        if stored is None:
+            raise Permanent(f"appeal {appeal_id} does not exist")
+        structlog.contextvars.bind_contextvars(appeal_id=appeal_id)
+        return stored
+
+    # -- register ------------------------------------------------------------------------
+
+    async def register(self, message: Message) -> None:
+        stored = await self._load(message)
+        if stored.external_id is not None and stored.external_system == message.target:
+            return  # recorded by an earlier try whose completion was lost
+        registrar = self._registrars[message.target]
+        ref = await registrar.register(stored.appeal, lookup_first=_is_retry(message))
+        await self.record_registration(stored.appeal.id, ref)
+
+    async def record_registration(self, appeal_id: str, ref: ExternalRef) -> None:
+        """Stores the external record and moves the appeal to registered (never backwards)."""
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            stored = await repo.get_appeal(conn, appeal_id)
+            if stored is None:
+                raise Permanent(f"appeal {appeal_id} vanished")
+            extra: dict[str, Any] = {
+                "external_system": ref.system, "external_id": ref.id,
+                "external_number": ref.number, "external_stage": ref.stage,
+            }
+            before = stored.appeal
+            if before.status is AppealStatus.ACCEPTED or before.status is AppealStatus.FAILED:
+                after = before.moved_to(AppealStatus.REGISTERED, now, ref.system,
+                                        note=ref.number)
+                await repo.save_status(conn, before, after, now=now, extra=extra)
+            else:  # the poller saw it first; keep its status, add what it lacked
+                await conn.execute(update(appeals).where(appeals.c.id == appeal_id)
+                                   .values(**extra, updated_at=now))
+            await repo.record_audit(conn, at=now, actor=ref.system, action="call.registered",
+                                    appeal_id=appeal_id,
+                                    detail={"external_id": ref.id, "number": ref.number})
+        log.info("call.registered", system=ref.system, external_id=ref.id)
+
+    # -- delivery confirmation -------------------------------------------------------------
+
+    async def confirm_delivery(self, message: Message) -> None:
+        stored = await self._load(message)
+        system = message.target
+        if stored.external_id is None or stored.external_system != system:
+            raise Permanent(f"appeal has no {system} record to confirm")
+        channel = DeliveryChannel(str(message.payload["channel"]))
+        confirmed_at = datetime.fromisoformat(str(message.payload["delivered_at"]))
+        await self._confirmers[system].confirm_delivery(
+            stored.external_id, channel, confirmed_at, None)
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            await repo.record_audit(conn, at=now, actor=system, action="delivery.confirmed_remote",
+                                    appeal_id=stored.appeal.id, detail={"channel": channel.value})
+        log.info("delivery.confirmed_remote", system=system, channel=channel.value)
+
+    # -- e-mail ----------------------------------------------------------------------------
+
+    async def send_request(self, message: Message) -> None:
+        """[004: 10.1] the request to one competent authority's responsible persons."""
+        assert self._mailer is not None and self._letters is not None
+        stored = await self._load(message)
+        authority = str(message.payload["authority"])
+        target = next((t for t in stored.appeal.route.email if t.authority == authority), None)
+        if target is None:
+            raise Permanent("the appeal's route names no such authority")
+        mail = self._letters.request(stored.appeal, authority, target.recipients,
+                                     stored.appeal.due_at)
+        await self._mailer.send(mail)
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            current = await repo.get_appeal(conn, stored.appeal.id)
+            assert current is not None
+            before = current.appeal
+            if can_transition(before.status, AppealStatus.REGISTERED) and (
+                    before.status is AppealStatus.ACCEPTED):
+                after = before.moved_to(AppealStatus.REGISTERED, now, "email", note="request sent")
+                await repo.save_status(conn, before, after, now=now,
+                                       extra={"external_system": "email"})
+            await repo.record_audit(conn, at=now, actor="email", action="email.request_sent",
+                                    appeal_id=before.id,
+                                    detail={"recipients": len(target.recipients)})
+        log.info("email.request_sent", recipient_count=len(target.recipients))
+
+    async def send_answer(self, message: Message) -> None:
+        """The ready answer to an applicant who chose e-mail, then the delivery is recorded."""
+        assert self._mailer is not None and self._letters is not None
+        stored = await self._load(message)
+        if stored.answer_text is None:
+            raise Permanent("no answer text to send")
+        await self._mailer.send(self._letters.answer(stored.appeal, stored.answer_text))
+        log.info("email.answer_sent")
