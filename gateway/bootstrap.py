@@ -1,19 +1,19 @@
 """The one place that wires the gateway together from settings.
 
 Everything the core needs arrives through `bootstrap(...)`: tests hand in fakes through
-the same door (a manual clock, an in-memory outbox, a fixed router), the CLI hands in
-nothing and gets the real thing.
+the same door (a manual clock, an in-memory outbox, a fixed router, fake adapters), the
+CLI hands in nothing and gets the real thing built from settings.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gateway
@@ -24,21 +24,48 @@ from config.settings import Settings, parse_api_tokens
 from gateway.api.app import build_app
 from gateway.api.context import ApiServices
 from gateway.clock import SystemClock
-from gateway.domain.ports import Clock
+from gateway.daemon import Daemon, Loop
+from gateway.domain.ports import (
+    Clock,
+    DeliveryConfirmer,
+    LetterComposer,
+    Mailer,
+    Registrar,
+    StatusSource,
+)
+from gateway.services.delivery_desk import DeliveryDesk
+from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
-from gateway.services.planning import DeadlinePlanner, PolicyDeadlines, RoutePlanner
+from gateway.services.planning import PolicyDeadlines, RoutePlanner
+from gateway.services.polling import Poller
+from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
 from gateway.storage.database import create_engine, is_sqlite
+from outbox.dispatcher import Dispatcher, DispatcherSettings
+from outbox.handlers import Handlers
+from outbox.metrics import OutboxMetrics
 from outbox.store import OutboxStore, PostgresOutboxStore, SQLiteOutboxStore
 
 log = structlog.get_logger(__name__)
 
-POLLED_SYSTEMS = ("pos", "delo")
+Closer = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class Adapters:
+    """The outside world as the core sees it: the ports, by target system."""
+
+    registrars: dict[str, Registrar] = field(default_factory=dict)
+    confirmers: dict[str, DeliveryConfirmer] = field(default_factory=dict)
+    sources: dict[str, StatusSource] = field(default_factory=dict)
+    mailer: Mailer | None = None
+    letters: LetterComposer | None = None
+    closers: list[Closer] = field(default_factory=list)
 
 
 @dataclass
 class Gateway:
-    """A built gateway: its API app and the background tasks `run` starts and stops."""
+    """A built gateway: its API app and the daemon `gateway run` starts and stops."""
 
     settings: Settings
     engine: AsyncEngine
@@ -46,22 +73,14 @@ class Gateway:
     outbox: OutboxStore
     intake: IntakeService
     status: StatusReport
+    forwarding: Forwarding
+    pollers: dict[str, Poller]
+    sla: SlaWatch
+    daemon: Daemon
     app: web.Application
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    async def start_background(self) -> None:
-        """Starts the daemon's loops (outbox dispatcher, pollers, SLA watch)."""
-
-    async def stop_background(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
 
     async def close(self) -> None:
-        await self.stop_background()
+        await self.daemon.stop()
         await self.engine.dispose()
 
 
@@ -72,7 +91,9 @@ def bootstrap(
     clock: Clock | None = None,
     outbox: OutboxStore | None = None,
     routes: RoutePlanner | None = None,
-    deadlines: DeadlinePlanner | None = None,
+    deadlines: PolicyDeadlines | None = None,
+    adapters: Adapters | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> Gateway:
     engine = engine or create_engine(settings.database_url)
     clock = clock or SystemClock()
@@ -83,15 +104,44 @@ def bootstrap(
         loaded_routes, loaded_deadlines = load_planners(settings)
         routes = routes or loaded_routes
         deadlines = deadlines or loaded_deadlines
+    adapters = adapters if adapters is not None else build_adapters(settings)
+
     intake = IntakeService(
-        engine=engine,
-        enqueue=outbox.enqueue,
-        routes=routes,
-        deadlines=deadlines,
-        clock=clock,
+        engine=engine, enqueue=outbox.enqueue, routes=routes, deadlines=deadlines, clock=clock,
         hotlines=frozenset(h.code for h in settings.hotlines),
     )
-    status = StatusReport(engine, outbox, clock, gateway.__version__, POLLED_SYSTEMS)
+    forwarding = Forwarding(
+        engine, clock, registrars=adapters.registrars, confirmers=adapters.confirmers,
+        mailer=adapters.mailer, letters=adapters.letters,
+        request_answer_due=deadlines.request_answer_due, enqueue=outbox.enqueue,
+    )
+    metrics = OutboxMetrics(registry or CollectorRegistry())
+    dispatcher = Dispatcher(
+        outbox, Handlers(forwarding.registrations()),
+        settings=DispatcherSettings(
+            batch_size=settings.outbox.batch_size,
+            concurrency=settings.outbox.concurrency,
+            lease_s=settings.outbox.lease_s,
+            poll_interval_s=settings.outbox.poll_interval_s,
+        ),
+        owner=f"{settings.instance_name}:{id(engine):x}",
+        metrics=metrics,
+    )
+    pollers = {
+        system: Poller(
+            system, source, engine, clock, enqueue=outbox.enqueue, zone_of=settings.zone_of,
+            interval_s=_poll_interval(settings, system), page_size=_page_size(settings, system),
+        )
+        for system, source in adapters.sources.items()
+    }
+    sla = SlaWatch(engine, clock)
+    loops: list[tuple[str, Loop]] = [(f"poller.{name}", p) for name, p in pollers.items()]
+    loops.append(("sla", sla))
+    daemon = Daemon(dispatcher, loops, adapters.closers)
+
+    status = StatusReport(engine, outbox, clock, gateway.__version__, tuple(pollers))
+    desk = DeliveryDesk(engine, outbox.enqueue, clock, deadlines.callback_rule,
+                        deadlines.calendar, settings.zone_of)
     tokens = (
         parse_api_tokens(settings.api_tokens.get_secret_value()) if settings.api_tokens else {}
     )
@@ -100,21 +150,17 @@ def bootstrap(
                     "protected call answers 401 until then")
     app = build_app(
         ApiServices(
-            engine=engine,
-            intake=intake,
-            status=status,
-            clock=clock,
-            version=gateway.__version__,
-            max_body_bytes=settings.http.max_body_bytes,
-            outbox=outbox,
-            zone_of=settings.zone_of,
+            engine=engine, intake=intake, status=status, clock=clock,
+            version=gateway.__version__, max_body_bytes=settings.http.max_body_bytes,
+            outbox=outbox, zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
         ),
         tokens,
     )
-    return Gateway(settings, engine, clock, outbox, intake, status, app)
+    return Gateway(settings, engine, clock, outbox, intake, status, forwarding, pollers, sla,
+                   daemon, app)
 
 
-def load_planners(settings: Settings) -> tuple[RoutePlanner, DeadlinePlanner]:
+def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:
     """Routing, deadlines and the calendar from their files; any problem stops start-up."""
     policies = load_deadline_policies(settings.deadlines_file)
     router = load_router(
@@ -125,3 +171,57 @@ def load_planners(settings: Settings) -> tuple[RoutePlanner, DeadlinePlanner]:
     )
     calendar = build_work_calendar(settings.calendar_overrides_file)
     return router, PolicyDeadlines(policies, calendar, settings.zone_of)
+
+
+def build_adapters(settings: Settings) -> Adapters:
+    """The real adapters for every system the settings configure."""
+    from adapters.email.letters import LetterTemplates, TemplateLetters
+    from adapters.email.mailer import SmtpMailer, TlsMode
+    from adapters.email.mailer import SmtpSettings as MailerSettings
+
+    built = Adapters()
+    if settings.pos.base_url:
+        from adapters.pos.client import PosClient
+        from adapters.pos.mapping import load_mapping
+
+        assert settings.pos.token is not None  # enforced by the settings
+        pos = PosClient(
+            settings.pos.base_url, settings.pos.token.get_secret_value(),
+            mapping=load_mapping(settings.pos.mapping_file), timeout=settings.pos.timeout_s,
+        )
+        built.registrars["pos"] = built.confirmers["pos"] = built.sources["pos"] = pos
+        built.closers.append(pos.aclose)
+    else:
+        log.warning("pos.not_configured", hint="set GATEWAY_POS__BASE_URL and "
+                    "GATEWAY_POS__TOKEN; calls routed to ПОС wait as dead letters until then")
+    if settings.delo.base_url:
+        from adapters.delo.client import DeloClient
+
+        assert settings.delo.username is not None and settings.delo.password is not None
+        delo = DeloClient(
+            settings.delo.base_url, settings.delo.username,
+            settings.delo.password.get_secret_value(), timeout_s=settings.delo.timeout_s,
+            hotline_zone=settings.zone_of,
+        )
+        built.registrars["delo"] = built.confirmers["delo"] = built.sources["delo"] = delo
+        built.closers.append(delo.aclose)
+    smtp = settings.smtp
+    mailer = SmtpMailer(MailerSettings(
+        host=smtp.host, port=smtp.port, sender=smtp.sender, tls=TlsMode(smtp.security),
+        username=smtp.username,
+        password=smtp.password.get_secret_value() if smtp.password else None,
+        command_timeout_s=smtp.timeout_s,
+    ))
+    built.mailer = mailer
+    built.letters = TemplateLetters(LetterTemplates(tz=settings.zone_of(
+        settings.hotlines[0].code if settings.hotlines else "")))
+    built.closers.append(mailer.aclose)
+    return built
+
+
+def _poll_interval(settings: Settings, system: str) -> float:
+    return settings.delo.poll_interval_s if system == "delo" else settings.pos.poll_interval_s
+
+
+def _page_size(settings: Settings, system: str) -> int:
+    return settings.delo.page_size if system == "delo" else settings.pos.page_size

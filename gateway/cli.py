@@ -69,6 +69,33 @@ def _parser() -> argparse.ArgumentParser:
     routes = commands.add_parser("routes", help="routing table").add_subparsers(metavar="ACTION")
     check = routes.add_parser("check", help="print the routing table and its problems")
     check.set_defaults(handler=_cmd_routes_check)
+
+    demo = commands.add_parser(
+        "demo", help="simulators + SMTP sink + the gateway, fed with sample calls")
+    demo.add_argument("--once", action="store_true",
+                      help="exit when every sample call reached its end (default: keep running)")
+    demo.add_argument("--timeout", type=float, default=120.0,
+                      help="seconds the sample calls may take (default 120)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    sim = commands.add_parser("sim", help="run a simulator").add_subparsers(metavar="SYSTEM")
+    for system in ("pos", "delo"):
+        one = sim.add_parser(system, help=f"the {system} simulator, until interrupted")
+        one.add_argument("--host", default="127.0.0.1")
+        one.add_argument("--port", type=int, default=9100 if system == "pos" else 9200)
+        one.set_defaults(handler=_cmd_sim, system=system)
+
+    pos = commands.add_parser("pos", help="ПОС tools").add_subparsers(metavar="ACTION")
+    pos_import = pos.add_parser("import", help="update appeals from ПОС's Excel export")
+    pos_import.add_argument("file", type=Path)
+    pos_import.set_defaults(handler=_cmd_pos_import)
+
+    outbox = commands.add_parser("outbox", help="outbox tools").add_subparsers(metavar="ACTION")
+    retry = outbox.add_parser("retry", help="re-drive dead letters")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the outbox row to re-drive")
+    which.add_argument("--all-dead", action="store_true", help="re-drive every dead letter")
+    retry.set_defaults(handler=_cmd_outbox_retry)
     return parser
 
 
@@ -104,12 +131,12 @@ async def _run(settings: Settings) -> int:
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
-        await gateway.start_background()
+        await gateway.daemon.start()
         log.info("gateway.started", listen=f"http://{settings.http.host}:{settings.http.port}",
                  database=settings.database_url.split("://", 1)[0])
         await _until_signalled()
         log.info("gateway.stopping")
-        await gateway.stop_background()
+        await gateway.daemon.stop()
         await runner.cleanup()
         log.info("gateway.stopped")
         return 0
@@ -218,6 +245,113 @@ def _cmd_routes_check(args: argparse.Namespace) -> int:
     )
     print(report.text)
     return 0 if report.ok else 1
+
+
+# --- demo and simulators -----------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import main_demo
+
+    settings = load_settings(args.config)
+    # The person watches the demo's own lines; the JSON log goes to a file beside it.
+    Path("var").mkdir(exist_ok=True)
+    log_file = Path("var/demo.log").open("a", encoding="utf-8")  # noqa: SIM115
+    try:
+        configure_logging(settings.log_level, stream=log_file)
+        return main_demo(settings, args.once, args.timeout)
+    finally:
+        log_file.close()
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    configure_logging("info")
+    if args.system == "pos":
+        from adapters.pos.simulator import run_simulator as run_pos
+
+        log.info("sim.pos", listen=f"http://{args.host}:{args.port}")
+        run_pos(args.host, args.port)
+        return 0
+    from adapters.delo.simulator import run_simulator as run_delo
+
+    log.info("sim.delo", listen=f"http://{args.host}:{args.port}")
+    run_delo(args.host, args.port)
+    return 0
+
+
+# --- ПОС export import -------------------------------------------------------------------
+
+
+def _cmd_pos_import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_pos_import(settings, args.file))
+
+
+async def _pos_import(settings: Settings, path: Path) -> int:
+    from adapters.pos.export_import import ExportFormatError, read_export
+    from adapters.pos.mapping import load_mapping
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.domain.ports import ExternalUpdate
+    from gateway.services.export_import import ExportedRow, import_rows
+
+    try:
+        parsed = read_export(path, load_mapping(settings.pos.mapping_file))
+    except (ExportFormatError, OSError) as exc:
+        print(f"gateway: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    gateway = bootstrap(settings, adapters=Adapters())
+    try:
+        now = gateway.clock.now()
+        rows = [
+            ExportedRow(row.row, row.number, ExternalUpdate(
+                system="pos", external_id=row.number, appeal_id=None, stage=row.stage,
+                status=row.status.value, updated_at=now,
+                planned_completion=row.planned_completion))
+            for row in parsed.rows
+        ]
+        report = await import_rows(gateway.engine, "pos", rows, clock=gateway.clock,
+                                   enqueue=gateway.outbox.enqueue, zone_of=settings.zone_of)
+    finally:
+        await gateway.close()
+    print(report.text([(bad.row, bad.reason) for bad in parsed.bad_rows]))
+    log.info("pos.import", applied=report.applied, unchanged=report.unchanged,
+             unmatched=len(report.unmatched), bad_rows=len(parsed.bad_rows))
+    return 0 if not report.unmatched and not parsed.bad_rows else 1
+
+
+# --- outbox ------------------------------------------------------------------------------
+
+
+def _cmd_outbox_retry(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_outbox_retry(settings, args.id, args.all_dead))
+
+
+async def _outbox_retry(settings: Settings, message_id: int | None, all_dead: bool) -> int:
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.storage import appeals as repo
+
+    gateway = bootstrap(settings, adapters=Adapters())
+    try:
+        if all_dead:
+            count = await gateway.outbox.redrive_all_dead()
+            detail: dict[str, Any] = {"count": count}
+            print(f"re-driven: {count}")
+        else:
+            assert message_id is not None
+            if not await gateway.outbox.redrive(message_id):
+                row = await gateway.outbox.get(message_id)
+                state = row.state if row else "missing"
+                print(f"gateway: outbox row {message_id} is {state}, not dead", file=sys.stderr)
+                return 1
+            detail = {"outbox_id": message_id}
+            print(f"re-driven: {message_id}")
+        async with gateway.engine.begin() as conn:
+            await repo.record_audit(conn, at=gateway.clock.now(), actor="cli",
+                                    action="outbox.redriven", detail=detail)
+        return 0
+    finally:
+        await gateway.close()
 
 
 if __name__ == "__main__":

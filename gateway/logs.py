@@ -27,18 +27,26 @@ PERSONAL_KEYS = frozenset(
     }
 )
 
+# An address part: a keyword (г., ул., д., кв., ...) and what follows it up to a comma.
+_ADDRESS_PART = (
+    r"\b(?:г|гор|город|ул|улица|пр|пр-т|просп|проспект|пер|переулок|наб|набережная|ш|шоссе"
+    r"|б-р|бульвар|пл|площадь|мкр|микрорайон|обл|р-н|пос|пгт|с|дер|д|дом|кв|квартира|корп"
+    r"|корпус|стр|строение)\.?\s*[А-ЯЁA-Z0-9][^,;\n]*"
+)
+
 _PATTERNS = [
     # e-mail addresses
     re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE),
-    # phone numbers: +7 / 8 followed by 10 digits with separators, or bare 10+ digit runs
-    re.compile(r"(?:\+?\d[\s\-()]*){10,15}"),
+    # phone numbers: +7 / 8 followed by 10 digits with separators, or bare 10+ digit runs;
+    # not digits inside a longer token (uuids, "ПОС-2026-123456", "KRS-2026-000123").
+    re.compile(r"(?<![\w-])(?:\+?\d[\s\-()]*){10,15}(?<=\d)(?![\w-])"),
     # Russian full names: Фамилия Имя Отчество, and Фамилия И.О.
     re.compile(r"\b[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?\s+[А-ЯЁ][а-яё]+\s+[А-ЯЁ][а-яё]+(?:вич|вна|ична|ич|кызы|оглы)\b"),
     re.compile(r"\b[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?\s+[А-ЯЁ]\.\s?[А-ЯЁ]\.?"),
-    # street addresses: "ул. Гончарова, 1", "пр-т Ленина д. 5 кв. 7"
+    # street addresses: "432017, г. Ульяновск, ул. Гончарова, 1", "пр-т Ленина д. 5 кв. 7":
+    # a postcode, keyword parts, and the bare house numbers between them.
     re.compile(
-        r"(?:\b(?:г|ул|пр|пр-т|просп|пер|наб|ш|б-р|пл|мкр|д|кв|корп|стр)\.?\s*"
-        r"[А-ЯЁA-Z0-9][^,;\n]*(?:,\s*)?)+",
+        rf"(?:\b\d{{6}},\s*)?{_ADDRESS_PART}(?:,\s*(?:{_ADDRESS_PART}|\d[^,;\n]*))*"
     ),
 ]
 
@@ -105,3 +113,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Alembic announces every plugin it loads; the migrations it runs are still logged.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Request lines carry query strings (a «Дело» lookup names a citizen's phone) and the
+    # SMTP conversation names addresses: our adapters log what matters, without those.
+    for chatty in ("httpx", "httpcore", "mail.log"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

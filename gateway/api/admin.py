@@ -1,12 +1,24 @@
-"""Admin endpoints: the status page and the dead letters. Never any personal data here."""
+"""Admin endpoints: the status page and the outbox. Never any personal data here.
+
+Outbox rows carry only ids and small parameters (never the applicant's data), and their
+last errors are written by adapters that keep personal data out of them.
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
+from datetime import UTC, datetime
+from typing import Any
 
-from gateway.api.auth import requires
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.api.auth import ROLE_KEY, requires
 from gateway.api.context import SERVICES_KEY
-from gateway.api.errors import json_response
+from gateway.api.errors import ApiError, json_response
+from gateway.api.wire import OutboxQuery, field_errors
+from gateway.storage import appeals as repo
+from outbox.schema import State
+from outbox.store import MessageRecord
 
 routes = web.RouteTableDef()
 
@@ -16,3 +28,66 @@ routes = web.RouteTableDef()
 async def status(request: web.Request) -> web.Response:
     report = await request.app[SERVICES_KEY].status.report()
     return json_response(report)
+
+
+@routes.get("/api/v1/outbox")
+@requires("admin")
+async def list_outbox(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    try:
+        query = OutboxQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise ApiError(422, "validation", "Неверные параметры запроса / bad query parameters",
+                       field_errors(exc)) from None
+    rows = await services.outbox.list_messages(
+        State(query.state) if query.state else None, target=query.target,
+        limit=query.limit + 1, after_id=query.after_id)
+    items = [outbox_body(row) for row in rows[:query.limit]]
+    next_after = rows[query.limit - 1].id if len(rows) > query.limit else None
+    return json_response({"items": items, "next_after_id": next_after})
+
+
+@routes.post("/api/v1/outbox/{id}/retry")
+@requires("admin")
+async def retry_outbox(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    try:
+        message_id = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "Нет такой записи / no such outbox row") from None
+    row = await services.outbox.get(message_id)
+    if row is None:
+        raise ApiError(404, "not_found", "Нет такой записи / no such outbox row")
+    if not await services.outbox.redrive(message_id):
+        raise ApiError(409, "not_dead",
+                       f"Запись в состоянии {row.state}; повторить можно только dead "
+                       f"/ the row is {row.state}; only dead rows can be re-driven")
+    now = services.clock.now()
+    async with services.engine.begin() as conn:
+        await repo.record_audit(conn, at=now, actor=request[ROLE_KEY], action="outbox.redriven",
+                                appeal_id=row.ordering_key,
+                                detail={"outbox_id": message_id, "target": row.target,
+                                        "action": row.action})
+    refreshed = await services.outbox.get(message_id)
+    assert refreshed is not None
+    return json_response(outbox_body(refreshed))
+
+
+def outbox_body(row: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "appeal_id": row.ordering_key,
+        "target": row.target,
+        "action": row.action,
+        "state": str(row.state),
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "available_at": _iso(row.available_at),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "finished_at": _iso(row.finished_at),
+    }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch is not None else None

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.api import admin, calls, health
+from gateway.api import admin, calls, deliveries, health
 from gateway.api.auth import TOKENS_KEY, TokenBook
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, error_response
@@ -73,5 +73,6 @@ def build_app(services: ApiServices, hashed_tokens: dict[str, str]) -> web.Appli
     app[TOKENS_KEY] = TokenBook(hashed_tokens)
     app.add_routes(health.routes)
     app.add_routes(calls.routes)
+    app.add_routes(deliveries.routes)
     app.add_routes(admin.routes)
     return app

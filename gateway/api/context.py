@@ -11,7 +11,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.ports import Clock
+from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
+from outbox.metrics import OutboxMetrics
 from outbox.store import OutboxStore
 
 
@@ -29,7 +31,8 @@ class ApiServices:
     outbox: OutboxStore
     zone_of: Callable[[str], tzinfo]
     max_body_bytes: int = 64 * 1024
-    metrics: Any = None  # prometheus CollectorRegistry
+    metrics: OutboxMetrics | None = None
+    deliveries: DeliveryDesk | None = None
 
 
 SERVICES_KEY = web.AppKey("services", ApiServices)

@@ -32,6 +32,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[SERVICES_KEY].metrics or REGISTRY
+    services = request.app[SERVICES_KEY]
+    registry = REGISTRY
+    if services.metrics is not None:
+        await services.metrics.refresh(services.outbox)  # row counts as of this scrape
+        registry = services.metrics.registry
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -115,3 +115,15 @@ def iso(value: datetime | None, zone: tzinfo | None = None) -> str | None:
     if value is None:
         return None
     return (value.astimezone(zone) if zone is not None else value).isoformat()
+
+
+class OutboxQuery(_Strict):
+    state: Literal["pending", "leased", "done", "dead"] | None = None
+    target: Annotated[str, StringConstraints(max_length=32)] | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    after_id: int | None = Field(default=None, ge=0)
+
+
+class DeliveriesQuery(_Strict):
+    state: Literal["ready"] = "ready"
+    limit: int = Field(default=100, ge=1, le=500)

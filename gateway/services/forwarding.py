@@ -7,13 +7,13 @@ appeal forward. One table below declares every action with its retry policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.appeal import AppealStatus, DeliveryChannel, can_transition
 from gateway.domain.ports import (
@@ -24,15 +24,25 @@ from gateway.domain.ports import (
     Mailer,
     Registrar,
 )
+from gateway.domain.route import Route
 from gateway.services import outbox_actions as actions
+from gateway.services.delivery import (
+    AnswerNotReady,
+    Delivery,
+    DeliveryConflict,
+    record_delivery,
+)
+from gateway.services.outbox_actions import Enqueue
 from gateway.storage import appeals as repo
 from gateway.storage.tables import appeals
 from outbox.errors import Permanent
 from outbox.handlers import Registration
 from outbox.retry import RetryPolicy
-from outbox.store import Message
+from outbox.store import Message, NewMessage
 
 log = structlog.get_logger(__name__)
+
+RequestAnswerDue = Callable[[datetime, Route, str], datetime | None]
 
 # [001: 15] a call is due in the tracking system within the hour: keep trying for days
 # rather than give up, but let an admin see it among the dead letters if it never goes.
@@ -56,6 +66,8 @@ class Forwarding:
         confirmers: Mapping[str, DeliveryConfirmer],
         mailer: Mailer | None = None,
         letters: LetterComposer | None = None,
+        request_answer_due: RequestAnswerDue | None = None,
+        enqueue: Enqueue | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -63,6 +75,8 @@ class Forwarding:
         self._confirmers = confirmers
         self._mailer = mailer
         self._letters = letters
+        self._request_answer_due = request_answer_due
+        self._enqueue: Enqueue = enqueue or _no_enqueue
 
     def registrations(self) -> list[Registration]:
         """What this gateway can do, each with its policy: the dispatcher's table."""
@@ -152,8 +166,10 @@ class Forwarding:
         target = next((t for t in stored.appeal.route.email if t.authority == authority), None)
         if target is None:
             raise Permanent("the appeal's route names no such authority")
-        mail = self._letters.request(stored.appeal, authority, target.recipients,
-                                     stored.appeal.due_at)
+        appeal = stored.appeal
+        due = (self._request_answer_due(self._clock.now(), appeal.route, appeal.hotline)
+               if self._request_answer_due else None)
+        mail = self._letters.request(appeal, authority, target.recipients, due)
         await self._mailer.send(mail)
         now = self._clock.now()
         async with self._engine.begin() as conn:
@@ -177,4 +193,18 @@ class Forwarding:
         if stored.answer_text is None:
             raise Permanent("no answer text to send")
         await self._mailer.send(self._letters.answer(stored.appeal, stored.answer_text))
+        now = self._clock.now()
+        async with self._engine.begin() as conn:
+            try:
+                await record_delivery(
+                    conn, stored.appeal.id,
+                    Delivery(DeliveryChannel.EMAIL, now, None, "email"),
+                    now=now, enqueue=self._enqueue, actor="email")
+            except (AnswerNotReady, DeliveryConflict) as exc:
+                # Delivered meanwhile another way: the letter was extra, not wrong.
+                log.warning("email.answer_after_delivery", reason=type(exc).__name__)
         log.info("email.answer_sent")
+
+
+async def _no_enqueue(conn: AsyncConnection, messages: Sequence[NewMessage]) -> object:
+    raise RuntimeError("this Forwarding was built without the outbox's enqueue")

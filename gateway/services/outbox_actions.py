@@ -54,3 +54,8 @@ def _message(
         payload={"appeal_id": appeal_id, **(extra or {})},
         idempotency_key=key,
     )
+
+
+def answer_mail(appeal_id: str) -> NewMessage:
+    """The ready answer to an applicant who chose e-mail."""
+    return _message(appeal_id, EMAIL_ANSWER, f"{appeal_id}:answer")

@@ -8,7 +8,12 @@ from datetime import datetime, tzinfo
 from typing import Protocol
 
 from gateway.domain.appeal import Urgency
-from gateway.domain.deadlines import DeadlinePolicies, compute_deadlines
+from gateway.domain.deadlines import (
+    CallbackRule,
+    DeadlinePolicies,
+    compute_deadlines,
+    request_answer_deadline,
+)
 from gateway.domain.ports import WorkCalendar
 from gateway.domain.route import Route
 
@@ -44,6 +49,14 @@ class PolicyDeadlines:
         self._calendar = calendar
         self._zone_of = zone_of
 
+    @property
+    def calendar(self) -> WorkCalendar:
+        return self._calendar
+
+    @property
+    def callback_rule(self) -> CallbackRule:
+        return self._policies.callback
+
     def plan(
         self, received_at: datetime, urgency: Urgency, route: Route, hotline: str
     ) -> PlannedDeadlines:
@@ -55,3 +68,11 @@ class PolicyDeadlines:
         )
         return PlannedDeadlines(deadlines.due_at, deadlines.feedback_due_at,
                                 deadlines.request_due_at)
+
+    def request_answer_due(self, sent_at: datetime, route: Route, hotline: str) -> datetime | None:
+        """[004: 10.2] the answer to a request: 1 working day, after 16:00 by 16:00 next day."""
+        policy = self._policies.named(route.deadline_policy)
+        if policy.request is None:
+            return None
+        return request_answer_deadline(sent_at, policy, self._calendar,
+                                       self._zone_of(hotline)).due_at

@@ -15,30 +15,21 @@ import random
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, time, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.domain.appeal import AppealStatus, can_transition
-from gateway.domain.ports import Clock, ExternalUpdate, StatusSource
-from gateway.services.delivery import (
-    AnswerNotReady,
-    Delivery,
-    DeliveryConflict,
-    record_delivery,
-)
+from gateway.domain.ports import Clock, StatusSource
 from gateway.services.outbox_actions import Enqueue
-from gateway.storage import appeals as repo
-from gateway.storage.tables import appeals, poller_cursors
+from gateway.services.remote_updates import apply_update
+from gateway.storage.tables import poller_cursors
 
 log = structlog.get_logger(__name__)
 
-# An extension moves the deadline to the end of the executor's new planned day.
-PLANNED_DAY_ENDS_AT = time(18, 0)
 ERROR_BACKOFF_MAX_S = 300.0
 
 
@@ -99,8 +90,10 @@ class Poller:
             next_cursor = page.next_cursor or page.resume_from or cursor
             now = self._clock.now()
             async with self._engine.begin() as conn:
-                for update_ in page.updates:
-                    applied += await self._apply(conn, update_, now)
+                for change in page.updates:
+                    applied += await apply_update(
+                        conn, self.system, change, now, enqueue=self._enqueue,
+                        zone_of=self._zone_of)
                 await self._save_cursor(conn, next_cursor, now)
             cursor = next_cursor
             if page.next_cursor is None:
@@ -108,84 +101,6 @@ class Poller:
         log.info("poll.cycle", system=self.system, requests=requests, updates=updates,
                  applied=applied)
         return CycleResult(requests, updates, applied)
-
-    # -- applying one change ----------------------------------------------------------------
-
-    async def _apply(self, conn: AsyncConnection, change: ExternalUpdate, now: datetime) -> int:
-        stored = await self._find(conn, change)
-        if stored is None:
-            return 0  # not ours (entered in ПОС by hand) or not yet recorded
-        appeal = stored.appeal
-        extra: dict[str, Any] = {}
-        if stored.external_id is None:
-            extra.update(external_system=self.system, external_id=change.external_id)
-        if stored.external_stage != change.stage:
-            extra["external_stage"] = change.stage
-        if change.answer is not None and stored.answer_text != change.answer.text:
-            extra.update(answer_text=change.answer.text,
-                         answer_ready_at=change.answer.approved_at or change.updated_at)
-        if change.planned_completion is not None:
-            planned = datetime.combine(change.planned_completion, PLANNED_DAY_ENDS_AT,
-                                       self._zone_of(appeal.hotline))
-            if appeal.due_at is None or planned > appeal.due_at:
-                extra["due_at"] = planned  # the executor's extension
-                extra["overdue"] = planned < now
-
-        wanted = AppealStatus(change.status)
-        changed = 0
-        if wanted is AppealStatus.DELIVERED and change.delivery is not None:
-            # Confirmed directly in ПОС: record it like any other confirmation.
-            if extra:
-                await self._update(conn, appeal.id, extra, now)
-            try:
-                await record_delivery(
-                    conn, appeal.id,
-                    Delivery(change.delivery.channel, change.delivery.confirmed_at,
-                             change.delivery.confirmed_by, self.system),
-                    now=now, enqueue=self._enqueue, actor=self.system,
-                )
-                return 1
-            except (AnswerNotReady, DeliveryConflict) as exc:
-                if isinstance(exc, AnswerNotReady) and can_transition(
-                        appeal.status, AppealStatus.DELIVERED):
-                    after = appeal.moved_to(AppealStatus.DELIVERED, now, self.system)
-                    await repo.save_status(conn, appeal, after, now=now, extra={
-                        "delivered_at": change.delivery.confirmed_at,
-                        "delivery_channel": change.delivery.channel.value})
-                    return 1
-                log.warning("poll.delivery_not_applied", system=self.system,
-                            appeal_id=appeal.id, reason=type(exc).__name__)
-                return 0
-        if wanted != appeal.status and can_transition(appeal.status, wanted) and not (
-                _is_step_back(appeal.status, wanted)):
-            after = appeal.moved_to(wanted, now, self.system, note=change.stage)
-            if await repo.save_status(conn, appeal, after, now=now, extra=extra):
-                changed = 1
-                if wanted is AppealStatus.ANSWER_READY:
-                    await repo.record_audit(conn, at=now, actor=self.system,
-                                            action="answer.ready", appeal_id=appeal.id)
-        elif extra:
-            await self._update(conn, appeal.id, extra, now)
-            changed = 1
-        return changed
-
-    async def _find(
-        self, conn: AsyncConnection, change: ExternalUpdate
-    ) -> repo.StoredAppeal | None:
-        if change.appeal_id:
-            stored = await repo.get_appeal(conn, change.appeal_id)
-            if stored is not None:
-                return stored
-        row = (await conn.execute(
-            select(appeals.c.id).where(appeals.c.external_system == self.system,
-                                       appeals.c.external_id == change.external_id)
-        )).first()
-        return await repo.get_appeal(conn, row[0]) if row else None
-
-    async def _update(self, conn: AsyncConnection, appeal_id: str, values: dict[str, Any],
-                      now: datetime) -> None:
-        await conn.execute(update(appeals).where(appeals.c.id == appeal_id)
-                           .values(**values, updated_at=now))
 
     # -- cursor and errors ------------------------------------------------------------------
 
@@ -225,21 +140,6 @@ class Poller:
                 if got:
                     await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 await conn.commit()
-
-
-_FORWARD_ORDER = [AppealStatus.ACCEPTED, AppealStatus.REGISTERED, AppealStatus.IN_PROGRESS,
-                  AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT, AppealStatus.DELIVERED]
-
-
-def _is_step_back(current: AppealStatus, wanted: AppealStatus) -> bool:
-    """A replayed or stale page must never move an appeal back (answer_ready → in_progress).
-
-    An answer sent back for rework in the target system shows up as a new answer text,
-    which is recorded; the appeal stays ready for delivery meanwhile.
-    """
-    if current in _FORWARD_ORDER and wanted in _FORWARD_ORDER:
-        return _FORWARD_ORDER.index(wanted) < _FORWARD_ORDER.index(current)
-    return False
 
 
 async def _upsert(conn: AsyncConnection, values: dict[str, Any], on_conflict: list[str]) -> None:

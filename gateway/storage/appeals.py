@@ -267,7 +267,7 @@ async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(
         select(appeals.c.status, func.count()).group_by(appeals.c.status)
     )
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows}
 
 
 async def count_overdue(conn: AsyncConnection) -> int:

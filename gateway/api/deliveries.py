@@ -1,0 +1,142 @@
+"""The delivery desk over HTTP: the worklist, failed callbacks, confirmations [001: 13]."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.api.auth import ROLE_KEY, requires
+from gateway.api.bodies import read_json
+from gateway.api.context import SERVICES_KEY, ApiServices
+from gateway.api.errors import ApiError, json_response
+from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn, field_errors, iso
+from gateway.services.delivery import AnswerNotReady, Delivery, DeliveryConflict
+from gateway.services.delivery_desk import DeliveryDesk
+from gateway.storage import appeals as repo
+
+routes = web.RouteTableDef()
+
+
+def _desk(services: ApiServices) -> DeliveryDesk:
+    if services.deliveries is None:
+        raise ApiError(503, "unavailable", "Доставка не настроена / delivery desk not wired")
+    return services.deliveries
+
+
+@routes.get("/api/v1/deliveries")
+@requires("operator", "delivery")
+async def worklist(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    try:
+        query = DeliveriesQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise ApiError(422, "validation", "Неверные параметры запроса / bad query parameters",
+                       field_errors(exc)) from None
+    ready = await _desk(services).ready(query.limit)
+    return json_response({"items": [
+        ready_item(s, services.zone_of(s.appeal.hotline)) for s in ready]})
+
+
+def ready_item(stored: repo.StoredAppeal, zone: tzinfo) -> dict[str, Any]:
+    appeal = stored.appeal
+    applicant = appeal.applicant
+    return {
+        "id": appeal.id,
+        "journal_id": appeal.journal_id,
+        "external": {"system": stored.external_system, "id": stored.external_id,
+                     "number": stored.external_number},
+        "answer_text": stored.answer_text,
+        "answer_ready_at": iso(stored.answer_ready_at, zone),
+        "applicant": {"last_name": applicant.last_name, "first_name": applicant.first_name,
+                      "middle_name": applicant.middle_name, "phone": applicant.phone,
+                      "email": applicant.email, "postal_address": applicant.postal_address},
+        "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
+        "due_at": iso(appeal.feedback_due_at or appeal.due_at, zone),
+        "attempts": stored.callback_attempts,
+        "next_attempt_at": iso(stored.next_callback_at, zone),
+        "needs_supervisor": stored.needs_supervisor,
+    }
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "validation", "Ожидается объект JSON / a JSON object is expected",
+                       {"body": "must be an object"})
+    return body
+
+
+@routes.post("/api/v1/calls/{id}/attempts")
+@requires("operator", "delivery")
+async def record_attempt(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    try:
+        attempt = AttemptIn.model_validate(await _body(request))
+    except ValidationError as exc:
+        raise ApiError(422, "validation", "Попытка описана с ошибками / invalid attempt",
+                       field_errors(exc)) from None
+    appeal_id = request.match_info["id"]
+    try:
+        result = await _desk(services).record_attempt(
+            appeal_id, attempt.outcome, attempt.at, actor=request[ROLE_KEY])
+    except LookupError:
+        raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
+    except AnswerNotReady as exc:
+        raise _not_ready(exc) from None
+    async with services.engine.connect() as conn:
+        stored = await repo.get_appeal(conn, appeal_id)
+    zone = services.zone_of(stored.appeal.hotline) if stored else None
+    return json_response({
+        "id": appeal_id,
+        "attempts": result.attempts,
+        "next_attempt_at": iso(result.next_attempt_at, zone),
+        "next_attempt_by": iso(result.next_attempt_by, zone),
+        "needs_supervisor": result.needs_supervisor,
+    }, status=201)
+
+
+@routes.post("/api/v1/calls/{id}/delivery")
+@requires("operator", "delivery")
+async def confirm_delivery(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    try:
+        delivery = DeliveryIn.model_validate(await _body(request))
+    except ValidationError as exc:
+        raise ApiError(422, "validation", "Доставка описана с ошибками / invalid delivery",
+                       field_errors(exc)) from None
+    appeal_id = request.match_info["id"]
+    try:
+        result = await _desk(services).deliver(
+            appeal_id,
+            Delivery(delivery.channel, delivery.delivered_at or services.clock.now(),
+                     delivery.by, "gateway"),
+            actor=request[ROLE_KEY])
+    except LookupError:
+        raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
+    except AnswerNotReady as exc:
+        raise _not_ready(exc) from None
+    except DeliveryConflict as exc:
+        raise ApiError(409, "channel_conflict",
+                       f"Доставка уже подтверждена другим каналом ({exc.recorded}) "
+                       f"/ delivery already confirmed by another channel ({exc.recorded})",
+                       {"channel": f"already confirmed as {exc.recorded}"}) from None
+    async with services.engine.connect() as conn:
+        stored = await repo.get_appeal(conn, appeal_id)
+    assert stored is not None
+    zone = services.zone_of(stored.appeal.hotline)
+    return json_response({
+        "id": appeal_id,
+        "status": stored.appeal.status.value,
+        "channel": stored.delivery_channel,
+        "delivered_at": iso(stored.delivered_at, zone),
+        "result": result.value,
+    })
+
+
+def _not_ready(exc: AnswerNotReady) -> ApiError:
+    return ApiError(409, "answer_not_ready",
+                    f"Ответ ещё не готов к передаче (статус {exc.status.value}) "
+                    f"/ no answer is ready yet (status {exc.status.value})")

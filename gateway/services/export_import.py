@@ -1,0 +1,78 @@
+"""Updating appeals from a target system's own export: the path for regions without API access.
+
+Rows are matched to appeals by the external number (ПОС's «Номер»), which an export may
+write with or without its prefix («ПОС-2026-123456» or «123456»), and applied like any
+polled change. Rows that match nothing are reported by row number, never by content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import tzinfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.domain.ports import Clock, ExternalUpdate
+from gateway.services.outbox_actions import Enqueue
+from gateway.services.remote_updates import apply_update
+from gateway.storage import appeals as repo
+from gateway.storage.tables import appeals
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedRow:
+    row: int  # the spreadsheet row, for the report
+    number: str  # the external number as the export writes it
+    change: ExternalUpdate
+
+
+@dataclass
+class ImportReport:
+    applied: int = 0
+    unchanged: int = 0
+    unmatched: list[int] = field(default_factory=list)  # row numbers
+
+    def text(self, bad_rows: Sequence[tuple[int, str]] = ()) -> str:
+        lines = [f"applied: {self.applied}", f"unchanged: {self.unchanged}",
+                 f"unmatched rows: {len(self.unmatched)}"]
+        if self.unmatched:
+            lines.append("  rows " + ", ".join(str(r) for r in self.unmatched)
+                         + ": no appeal of ours has that number")
+        if bad_rows:
+            lines.append(f"rows that could not be read: {len(bad_rows)}")
+            lines += [f"  row {row}: {reason}" for row, reason in bad_rows]
+        return "\n".join(lines)
+
+
+async def import_rows(
+    engine: AsyncEngine, system: str, rows: Sequence[ExportedRow], *, clock: Clock,
+    enqueue: Enqueue, zone_of: Callable[[str], tzinfo],
+) -> ImportReport:
+    report = ImportReport()
+    now = clock.now()
+    async with engine.begin() as conn:
+        for exported in rows:
+            number = exported.number.strip()
+            suffix = number.rsplit("-", 1)[-1]
+            found = (await conn.execute(
+                select(appeals.c.id).where(
+                    appeals.c.external_system == system,
+                    or_(appeals.c.external_number == number, appeals.c.external_id == number,
+                        appeals.c.external_id == suffix,
+                        appeals.c.external_number.endswith(f"-{suffix}")),
+                ).limit(2)
+            )).scalars().all()
+            if len(found) != 1:
+                report.unmatched.append(exported.row)
+                continue
+            stored = await repo.get_appeal(conn, found[0])
+            assert stored is not None
+            change = replace(exported.change, appeal_id=found[0],
+                             external_id=stored.external_id or exported.change.external_id)
+            if await apply_update(conn, system, change, now, enqueue=enqueue, zone_of=zone_of):
+                report.applied += 1
+            else:
+                report.unchanged += 1
+    return report
