@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_FILE = Path("gateway.toml")
@@ -145,6 +152,17 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init kwargs and has the lowest priority.
         return (env_settings, file_secret_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _adapters_complete(self) -> Settings:
+        if self.pos.base_url and self.pos.token is None:
+            raise ValueError("pos.token (GATEWAY_POS__TOKEN) is required with pos.base_url")
+        if self.delo.base_url and (self.delo.username is None or self.delo.password is None):
+            raise ValueError("delo.username and delo.password (GATEWAY_DELO__USERNAME, "
+                             "GATEWAY_DELO__PASSWORD) are required with delo.base_url")
+        if not self.hotlines:
+            raise ValueError("hotlines: at least one hotline must be configured")
+        return self
 
     def hotline(self, code: str) -> HotlineSettings | None:
         return next((h for h in self.hotlines if h.code == code), None)

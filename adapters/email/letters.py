@@ -285,3 +285,21 @@ def answer_letter(
         idempotency_key=f"{appeal.id}:answer:{digest}",
         headers={"X-Gateway-Appeal": appeal.id},
     )
+
+
+class TemplateLetters:
+    """The gateway's LetterComposer port over these templates: one letter at a time."""
+
+    def __init__(self, templates: LetterTemplates | None = None) -> None:
+        self._templates = templates if templates is not None else LetterTemplates()
+
+    def request(self, appeal: Appeal, authority: str, recipients: tuple[str, ...],
+                due_at: datetime | None) -> OutgoingMail:
+        # Without a computed answer time the letter still states the appeal's own deadline.
+        when = due_at or appeal.due_at or appeal.received_at
+        (letter,) = request_letters(appeal, (EmailTarget(authority, recipients),), when,
+                                    templates=self._templates)
+        return letter
+
+    def answer(self, appeal: Appeal, answer_text: str) -> OutgoingMail:
+        return answer_letter(appeal, answer_text, templates=self._templates)
