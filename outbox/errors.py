@@ -7,7 +7,7 @@ any other type is treated as transient (a bug must not lose a message).
 from __future__ import annotations
 
 
-class HandlerOutcome(Exception):  # noqa: N818 - outcomes, not errors
+class HandlerOutcome(Exception):
     """Base of the outcomes a handler may raise. `reason` must hold no personal data."""
 
     def __init__(self, reason: str) -> None:

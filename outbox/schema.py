@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -34,7 +35,12 @@ class State(StrEnum):
 outbox_messages = Table(
     "outbox_messages",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     # Rows with the same key run strictly in id order (one appeal's actions).
     Column("ordering_key", String(64), nullable=False),
     Column("target", String(32), nullable=False),
@@ -51,7 +57,18 @@ outbox_messages = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
-    Index("ix_outbox_state_available", "state", "available_at"),
-    Index("ix_outbox_ordering", "ordering_key", "id"),
+    # Set by a re-drive: the retry budget (attempts, max age) starts again from here.
+    Column("redriven_at", Float, nullable=True),
+    # The claim walks this in due order and stops after one batch.
+    Index("ix_outbox_state_available", "state", "available_at", "id"),
+    # Unfinished rows per key: the claim's "is this row the head of its appeal?" probe
+    # reads the first entry; finished rows drop out, so the index stays small.
+    Index(
+        "ix_outbox_unfinished_key",
+        "ordering_key",
+        "id",
+        sqlite_where=text("state <> 'done'"),
+        postgresql_where=text("state <> 'done'"),
+    ),
     Index("ix_outbox_idempotency", "idempotency_key"),
 )

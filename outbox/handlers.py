@@ -1,0 +1,60 @@
+"""The table of what runs for each (target, action), with that action's retry policy.
+
+The gateway's wiring builds one `Handlers` table; the dispatcher looks rows up in it. A
+row whose action is in no table (say an older replica meets an action a newer one
+enqueued) is dead-lettered with that reason, visible to admins and re-drivable once a
+replica that knows it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from outbox.retry import DEFAULT_POLICY, RetryPolicy
+from outbox.store import Message
+
+Handler = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    target: str
+    action: str
+    handler: Handler
+    policy: RetryPolicy = field(default=DEFAULT_POLICY)
+
+
+class Handlers:
+    """(target, action) → handler and policy."""
+
+    def __init__(self, registrations: Iterable[Registration] = ()) -> None:
+        self._table: dict[tuple[str, str], Registration] = {}
+        for registration in registrations:
+            self.add(registration)
+
+    def add(self, registration: Registration) -> None:
+        key = (registration.target, registration.action)
+        if key in self._table:
+            raise ValueError(f"handler for {key} registered twice")
+        self._table[key] = registration
+
+    def register(
+        self, target: str, action: str, policy: RetryPolicy = DEFAULT_POLICY
+    ) -> Callable[[Handler], Handler]:
+        """Decorator form of `add`."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.add(Registration(target, action, handler, policy))
+            return handler
+
+        return decorate
+
+    def get(self, target: str, action: str) -> Registration | None:
+        return self._table.get((target, action))
+
+    def __iter__(self) -> Iterator[Registration]:
+        return iter(self._table.values())
+
+    def __len__(self) -> int:
+        return len(self._table)

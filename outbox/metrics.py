@@ -1,0 +1,98 @@
+"""Prometheus metrics of the outbox, on a registry the gateway serves at /metrics.
+
+Counters and the latency histogram are updated by the dispatcher as rows move. Row counts
+by state come from the store: the database is the truth shared by all replicas, so the
+gauge is a snapshot refreshed by `refresh(store)` (call it from the /metrics handler or a
+periodic task) rather than a number each process would keep for itself. Labels are
+target and action only: bounded, and nothing personal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from outbox.schema import State
+from outbox.store import OutboxStats, OutboxStore
+
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _RowsCollector(Collector):
+    """Yields the last stats snapshot as gauges."""
+
+    def __init__(self) -> None:
+        self.stats: OutboxStats | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        rows = GaugeMetricFamily(
+            "outbox_rows", "Outbox rows by target and state", labels=["target", "state"]
+        )
+        totals = GaugeMetricFamily("outbox_rows_by_state", "Outbox rows by state", labels=["state"])
+        oldest = GaugeMetricFamily(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox row"
+        )
+        stats = self.stats
+        if stats is not None:
+            for state in State:
+                totals.add_metric([state.value], stats.by_state.get(state.value, 0))
+            for target, per_state in sorted(stats.by_target.items()):
+                for state in State:
+                    rows.add_metric([target, state.value], per_state.get(state.value, 0))
+            oldest.add_metric([], stats.oldest_pending_age_s or 0.0)
+        yield totals
+        yield rows
+        yield oldest
+
+
+class OutboxMetrics:
+    """The outbox's metrics. Pass the gateway's registry, or expose `.registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        labels = ["target", "action"]
+        self.claimed = Counter(
+            "outbox_claimed", "Rows claimed by this process", labels, registry=self.registry
+        )
+        self.completed = Counter(
+            "outbox_completed", "Rows completed", labels, registry=self.registry
+        )
+        self.retried = Counter(
+            "outbox_retries", "Failed attempts scheduled for retry", labels, registry=self.registry
+        )
+        self.dead_lettered = Counter(
+            "outbox_dead_letters", "Rows moved to dead letters", labels, registry=self.registry
+        )
+        self.rejected = Counter(
+            "outbox_outcomes_rejected",
+            "Outcomes refused because the lease had been lost",
+            labels,
+            registry=self.registry,
+        )
+        self.leases_lost = Counter(
+            "outbox_leases_lost", "Leases lost while the handler ran", registry=self.registry
+        )
+        self.reclaimed = Counter(
+            "outbox_reclaimed", "Expired leases returned to the queue", registry=self.registry
+        )
+        self.handler_seconds = Histogram(
+            "outbox_handler_seconds",
+            "Handler (adapter call) duration by outcome",
+            ["target", "action", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._rows = _RowsCollector()
+        self.registry.register(self._rows)
+
+    def observe_stats(self, stats: OutboxStats) -> None:
+        self._rows.stats = stats
+
+    async def refresh(self, store: OutboxStore) -> OutboxStats:
+        """Read row counts from the store into the gauges; returns them too."""
+        stats = await store.stats()
+        self.observe_stats(stats)
+        return stats
