@@ -251,6 +251,11 @@ def _env_path(name: str) -> Path | None:
 def _describe(exc: ValidationError, path: Path | None) -> str:
     lines = []
     for error in exc.errors():
+        if not error["loc"]:
+            # A rule across settings: its message names them itself.
+            where = f" ({path} or the environment)" if path else ""
+            lines.append(f"settings{where}: {error['msg']}")
+            continue
         dotted = ".".join(str(p) for p in error["loc"])
         env = "GATEWAY_" + "__".join(str(p) for p in error["loc"]).upper()
         where = f"{path} or {env}" if path else env

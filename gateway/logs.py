@@ -113,6 +113,10 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Alembic announces every plugin it loads; the migrations it runs are still logged.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Database drivers log statements with their parameters and result rows at debug/info:
+    # that is the applicant's personal data, which the masker cannot always recognise.
+    for name in ("aiosqlite", "sqlalchemy", "asyncpg"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # Request lines carry query strings (a «Дело» lookup names a citizen's phone) and the
     # SMTP conversation names addresses: our adapters log what matters, without those.
     for chatty in ("httpx", "httpcore", "mail.log"):

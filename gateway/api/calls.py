@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import tzinfo
 from typing import Any
 
@@ -74,12 +75,23 @@ def intake_body(stored: repo.StoredAppeal, zone: tzinfo) -> dict[str, Any]:
 @requires("operator", "delivery")
 async def get_call(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
+    appeal_id = request.match_info["id"]
+    if not _is_uuid(appeal_id):
+        raise ApiError(404, "not_found", "Обращение не найдено / no such call")
     async with services.engine.connect() as conn:
-        stored = await repo.get_appeal(conn, request.match_info["id"])
+        stored = await repo.get_appeal(conn, appeal_id)
     if stored is None:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call")
     zone = services.zone_of(stored.appeal.hotline)
     return json_response(appeal_body(stored, zone, with_history=True))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 @routes.get("/api/v1/calls")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, tzinfo
-from typing import Annotated, Literal
+from datetime import UTC, datetime, tzinfo
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -19,9 +19,16 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
 )
 
-from gateway.domain.appeal import AnswerChannel, Applicant, DeliveryChannel, Urgency
+from gateway.domain.appeal import (
+    AnswerChannel,
+    AppealStatus,
+    Applicant,
+    DeliveryChannel,
+    Urgency,
+)
 
 Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
@@ -32,6 +39,14 @@ Required200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        # PostgreSQL cannot store U+0000 in text; no person types it either.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL (U+0000) characters")
+        return value
 
 
 class ApplicantIn(_Strict):
@@ -94,11 +109,21 @@ class DeliveryIn(_Strict):
 
 
 class ListQuery(_Strict):
-    status: str | None = None
+    status: AppealStatus | None = None
     updated_since: AwareDatetime | None = None
     overdue: bool | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = None
+
+    @field_validator("updated_since")
+    @classmethod
+    def _representable_in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:

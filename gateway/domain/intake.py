@@ -18,6 +18,8 @@ from gateway.domain.appeal import AnswerChannel, Applicant
 REGISTRATION_WINDOW = timedelta(hours=1)
 # Operators' clocks drift; a call "from the future" beyond this is a typing error.
 CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
+# A call journaled more than a year after it arrived is a mistyped date, not a late entry.
+MAX_CALL_AGE = timedelta(days=366)
 DEFAULT_PHONE_REGION = "RU"
 
 
@@ -105,6 +107,13 @@ def received_at_refusal(received_at: datetime, now: datetime) -> Refusal | None:
             "validation",
             "Время звонка в будущем / received_at is in the future",
             {"received_at": "the call cannot have arrived later than now"},
+        )
+    if now - received_at > MAX_CALL_AGE:
+        return Refusal(
+            "validation",
+            "Время звонка больше года назад: проверьте дату "
+            "/ received_at is more than a year ago: check the date",
+            {"received_at": "more than a year ago"},
         )
     return None
 

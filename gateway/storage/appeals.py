@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -223,8 +224,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, appeal_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(at), str(appeal_id)
-    except (ValueError, TypeError) as exc:
+        after = datetime.fromisoformat(at)
+        if after.tzinfo is None:
+            raise ValueError("naive time")
+        return after.astimezone(UTC), str(uuid.UUID(appeal_id))
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise BadCursor("cursor is not one this API gave out") from exc
 
 

@@ -1,0 +1,669 @@
+"""The intake API per contracts/gateway-api.md, over HTTP, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    ADMIN,
+    DELIVERY,
+    INFORMATIONAL_TOPIC,
+    OPERATOR,
+    RunningApi,
+    StartApi,
+    valid_call,
+)
+
+CALLS = "/api/v1/calls"
+OFFSET = re.compile(r"[+-]\d\d:\d\d$")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """An empty, migrated database: a SQLite file, or this session's PostgreSQL database."""
+    if request.param == "sqlite":
+        url: str = request.getfixturevalue("migrated_sqlite_url")
+    else:
+        url = request.getfixturevalue("migrated_postgres_url")
+    return url
+
+
+@pytest.fixture
+async def api(start_api: StartApi, database_url: str) -> RunningApi:
+    return await start_api(database_url)
+
+
+async def post(api: RunningApi, body: Any, headers: dict[str, str] | None = None,
+               ) -> tuple[int, dict[str, Any]]:
+    response = await api.client.post(CALLS, json=body, headers={**OPERATOR, **(headers or {})})
+    return response.status, await response.json()
+
+
+async def post_raw(api: RunningApi, data: bytes, headers: dict[str, str] | None = None,
+                   ) -> tuple[int, dict[str, Any]]:
+    response = await api.client.post(
+        CALLS, data=data,
+        headers={**OPERATOR, "Content-Type": "application/json", **(headers or {})})
+    return response.status, await response.json()
+
+
+async def get(api: RunningApi, path: str, headers: dict[str, str] | None = None,
+              ) -> tuple[int, dict[str, Any]]:
+    response = await api.client.get(path, headers=OPERATOR if headers is None else headers)
+    return response.status, await response.json()
+
+
+def assert_error(body: dict[str, Any], code: str) -> dict[str, str]:
+    error = body["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    fields: dict[str, str] = error["fields"]
+    return fields
+
+
+# --- accepting a call --------------------------------------------------------------------
+
+
+async def test_a_valid_call_is_accepted_with_its_route(api: RunningApi) -> None:
+    status, body = await post(api, valid_call())
+
+    assert status == 201
+    assert uuid.UUID(body["id"])
+    assert body["status"] == "accepted"
+    assert body["route"]["system"] == "pos"
+    assert body["route"]["executor"]
+    due_at = body["route"]["due_at"]
+    assert OFFSET.search(due_at), due_at
+    assert datetime.fromisoformat(due_at) > datetime.fromisoformat("2026-11-23T09:15:00+03:00")
+
+
+async def test_accepting_a_call_stores_it_and_queues_it_once(api: RunningApi) -> None:
+    status, _ = await post(api, valid_call())
+
+    assert status == 201
+    assert await api.appeal_count() == 1
+    assert await api.outbox_count() == 1
+
+
+async def test_an_accepted_call_can_be_read_back_with_its_history(api: RunningApi) -> None:
+    _, created = await post(api, valid_call())
+
+    status, body = await get(api, f"{CALLS}/{created['id']}")
+
+    assert status == 200
+    assert body["id"] == created["id"]
+    assert body["journal_id"] == "KRS-2026-000123"
+    assert body["status"] == "accepted"
+    assert body["topic"] == "Отопление"
+    assert body["route"] == created["route"]
+    assert body["applicant"]["last_name"] == "Пряников"
+    assert body["applicant"]["phone"] == "+79175551234"  # normalised to E.164
+    assert [entry["status"] for entry in body["history"]] == ["accepted"]
+    assert OFFSET.search(body["history"][0]["at"])
+    assert OFFSET.search(body["received_at"])
+    assert body["deliveries"] == []
+    assert body["deadlines"]["due_at"] == created["route"]["due_at"]
+
+
+async def test_delivery_role_may_read_a_call(api: RunningApi) -> None:
+    _, created = await post(api, valid_call())
+
+    status, body = await get(api, f"{CALLS}/{created['id']}", headers=DELIVERY)
+
+    assert status == 200
+    assert body["id"] == created["id"]
+
+
+async def test_an_unknown_call_id_is_404(api: RunningApi) -> None:
+    for appeal_id in (str(uuid.uuid4()), "not-an-id", "%00", "x" * 300):
+        status, body = await get(api, f"{CALLS}/{appeal_id}")
+
+        assert status == 404, appeal_id
+        assert_error(body, "not_found")
+
+
+# --- repeats -----------------------------------------------------------------------------
+
+
+async def test_the_same_journal_entry_again_gives_the_same_answer_and_queues_nothing(
+    api: RunningApi,
+) -> None:
+    first_status, first = await post(api, valid_call())
+    again_status, again = await post(api, valid_call())
+
+    assert (first_status, again_status) == (201, 200)
+    assert again == first
+    assert await api.appeal_count() == 1
+    assert await api.outbox_count() == 1
+
+
+async def test_a_repeat_with_keys_in_another_order_and_extra_spaces_is_the_same_call(
+    api: RunningApi,
+) -> None:
+    _, first = await post(api, valid_call())
+    reordered = dict(reversed(list(valid_call(summary=" " + valid_call()["summary"]).items())))
+
+    status, again = await post(api, reordered)
+
+    assert status == 200
+    assert again["id"] == first["id"]
+
+
+async def test_the_same_idempotency_key_again_gives_the_same_answer(api: RunningApi) -> None:
+    key = {"Idempotency-Key": "op-7-call-1"}
+    _, first = await post(api, valid_call(), key)
+
+    status, again = await post(api, valid_call(), key)
+
+    assert status == 200
+    assert again == first
+    assert await api.outbox_count() == 1
+
+
+async def test_the_same_call_resent_under_a_new_idempotency_key_is_a_repeat(
+    api: RunningApi,
+) -> None:
+    _, first = await post(api, valid_call(), {"Idempotency-Key": "first-try"})
+
+    status, again = await post(api, valid_call(), {"Idempotency-Key": "second-try"})
+
+    assert status == 200
+    assert again == first
+    assert await api.outbox_count() == 1
+
+
+async def test_a_different_call_under_the_same_journal_id_is_a_conflict(api: RunningApi) -> None:
+    _, first = await post(api, valid_call())
+
+    status, body = await post(api, valid_call(summary="Другое: течёт крыша"))
+
+    assert status == 409
+    fields = assert_error(body, "conflict")
+    assert "journal_id" in fields
+    assert first["id"] in fields["journal_id"]
+    assert await api.appeal_count() == 1
+    assert await api.outbox_count() == 1
+
+
+async def test_a_different_call_under_the_same_idempotency_key_is_a_conflict(
+    api: RunningApi,
+) -> None:
+    key = {"Idempotency-Key": "op-7-call-1"}
+    await post(api, valid_call(), key)
+
+    status, body = await post(api, valid_call(journal_id="KRS-2026-000999"), key)
+
+    assert status == 409
+    assert "Idempotency-Key" in assert_error(body, "conflict")
+    assert await api.appeal_count() == 1
+
+
+async def test_the_same_journal_id_on_another_hotline_is_another_call(
+    start_api: StartApi, database_url: str
+) -> None:
+    from config.settings import HotlineSettings
+
+    api = await start_api(
+        database_url, hotlines=[HotlineSettings(code="122"), HotlineSettings(code="112")])
+
+    first_status, first = await post(api, valid_call(hotline="122"))
+    other_status, other = await post(api, valid_call(hotline="112"))
+
+    assert (first_status, other_status) == (201, 201)
+    assert first["id"] != other["id"]
+    assert await api.appeal_count() == 2
+
+
+async def test_an_unconfigured_hotline_is_refused_by_field(api: RunningApi) -> None:
+    status, body = await post(api, valid_call(hotline="999"))
+
+    assert status == 422
+    assert "hotline" in assert_error(body, "validation")
+
+
+async def test_twenty_identical_calls_at_once_make_one_appeal(api: RunningApi) -> None:
+    results = await asyncio.gather(*(post(api, valid_call()) for _ in range(20)))
+
+    statuses = sorted(status for status, _ in results)
+    assert statuses.count(201) == 1
+    assert set(statuses) <= {200, 201}
+    assert len({body["id"] for _, body in results}) == 1
+    assert await api.appeal_count() == 1
+    assert await api.outbox_count() == 1
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+
+async def test_an_anonymous_call_is_refused(api: RunningApi) -> None:
+    anonymous = valid_call()
+    anonymous["applicant"] = {"last_name": "", "first_name": "", "phone": "+79175551234"}
+
+    status, body = await post(api, anonymous)
+
+    assert status == 422
+    fields = assert_error(body, "anonymous")
+    assert {"applicant.last_name", "applicant.first_name"} <= set(fields)
+    assert await api.appeal_count() == 0
+    assert await api.outbox_count() == 0
+
+
+async def test_a_call_without_a_contact_for_the_answer_is_refused_as_anonymous(
+    api: RunningApi,
+) -> None:
+    call = valid_call(answer_channel="email")
+    del call["applicant"]["email"]
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant.email" in assert_error(body, "anonymous")
+
+
+async def test_a_call_without_an_applicant_at_all_is_refused(api: RunningApi) -> None:
+    call = valid_call()
+    del call["applicant"]
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant" in assert_error(body, "validation")
+
+
+async def test_an_invalid_phone_is_refused_by_field(api: RunningApi) -> None:
+    call = valid_call()
+    call["applicant"]["phone"] = "12-34"
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant.phone" in assert_error(body, "validation")
+
+
+async def test_a_call_from_the_future_is_refused(api: RunningApi) -> None:
+    status, body = await post(api, valid_call(received_at="2026-11-24T09:15:00+03:00"))
+
+    assert status == 422
+    assert "received_at" in assert_error(body, "validation")
+
+
+async def test_a_call_from_more_than_a_year_ago_is_refused_as_a_typing_error(
+    api: RunningApi,
+) -> None:
+    for received_at in ("2025-11-01T09:15:00+03:00", "0001-01-01T00:00:00+14:00"):
+        status, body = await post(api, valid_call(received_at=received_at))
+
+        assert status == 422
+        assert "received_at" in assert_error(body, "validation")
+
+
+async def test_a_call_registered_late_is_still_accepted(api: RunningApi) -> None:
+    status, _ = await post(api, valid_call(received_at="2026-11-20T09:15:00+03:00"))
+
+    assert status == 201
+
+
+async def test_a_nul_character_is_refused_by_field(api: RunningApi) -> None:
+    for field in ("summary", "journal_id", "operator", "problem_address"):
+        body = valid_call()
+        body[field] = f"{body[field]}\x00"
+
+        status, answer = await post(api, body)
+
+        assert status == 422, field
+        assert field in assert_error(answer, "validation"), field
+
+
+async def test_a_nul_character_in_the_applicant_is_refused(api: RunningApi) -> None:
+    body = valid_call()
+    body["applicant"]["last_name"] = "Пря\x00ников"
+
+    status, answer = await post(api, body)
+
+    assert status == 422
+    assert "applicant.last_name" in assert_error(answer, "validation")
+
+
+async def test_a_time_without_offset_is_refused(api: RunningApi) -> None:
+    status, body = await post(api, valid_call(received_at="2026-11-23T09:15:00"))
+
+    assert status == 422
+    assert "received_at" in assert_error(body, "validation")
+
+
+async def test_an_unknown_topic_is_refused_by_field(api: RunningApi) -> None:
+    status, body = await post(api, valid_call(topic="Полёты на Луну"))
+
+    assert status == 422
+    fields = body["error"]["fields"]
+    assert "topic" in fields
+    assert await api.appeal_count() == 0
+
+
+async def test_invalid_fields_are_refused_by_name(api: RunningApi) -> None:
+    invalid = [("urgency", "very"), ("answer_channel", "pigeon"), ("repeat", "maybe"),
+               ("journal_id", ""), ("summary", ""), ("received_at", "вчера"), ("hotline", 122),
+               ("topic", None), ("operator", ["Иванова"])]
+    for field, value in invalid:
+        status, body = await post(api, valid_call(**{field: value}))
+
+        assert status == 422, field
+        assert field in assert_error(body, "validation"), field
+    assert await api.appeal_count() == 0
+
+
+async def test_an_invalid_email_is_refused_by_field(api: RunningApi) -> None:
+    call = valid_call()
+    call["applicant"]["email"] = "not-an-address"
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant.email" in assert_error(body, "validation")
+
+
+async def test_malformed_json_is_refused(api: RunningApi) -> None:
+    status, body = await post_raw(api, b'{"journal_id": "KRS-1", ')
+
+    assert status == 422
+    assert body["error"]["code"]
+    assert body["error"]["message"]
+
+
+async def test_a_body_that_is_not_utf8_is_refused(api: RunningApi) -> None:
+    raw = json.dumps(valid_call(), ensure_ascii=False).encode("cp1251")
+    status, body = await post_raw(api, raw)
+
+    assert status == 422
+    assert_error(body, "malformed_json")
+
+
+async def test_an_empty_body_is_refused(api: RunningApi) -> None:
+    status, _ = await post_raw(api, b"")
+
+    assert status == 422
+
+
+async def test_a_json_body_that_is_not_an_object_is_refused(api: RunningApi) -> None:
+    for raw in (b"[]", json.dumps([valid_call()]).encode(), b'"call"', b"42", b"null"):
+        status, body = await post_raw(api, raw)
+
+        assert status == 422, raw
+        assert "body" in assert_error(body, "validation")
+
+
+async def test_an_unknown_field_is_refused_by_name(api: RunningApi) -> None:
+    status, body = await post(api, valid_call(priority="high"))
+
+    assert status == 422
+    assert "priority" in assert_error(body, "validation")
+
+
+async def test_an_unknown_applicant_field_is_refused_by_name(api: RunningApi) -> None:
+    call = valid_call()
+    call["applicant"]["passport"] = "7300 123456"
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant.passport" in assert_error(body, "validation")
+
+
+async def test_validation_errors_do_not_echo_the_input(api: RunningApi) -> None:
+    call = valid_call(urgency="Пряников-срочно")
+    call["applicant"]["email"] = "пряников@@example"
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "Пряников" not in json.dumps(body, ensure_ascii=False)
+    assert "пряников" not in json.dumps(body, ensure_ascii=False)
+
+
+async def test_a_body_over_64_kib_is_refused(api: RunningApi) -> None:
+    status, body = await post(api, valid_call(summary="х" * (65 * 1024)))
+
+    assert status == 413
+    assert_error(body, "too_large")
+    assert await api.appeal_count() == 0
+
+
+async def test_an_oversize_body_sent_in_chunks_is_refused(api: RunningApi) -> None:
+    payload = json.dumps(valid_call(summary="x" * (70 * 1024))).encode()
+
+    async def chunks() -> Any:
+        for start in range(0, len(payload), 8192):
+            yield payload[start:start + 8192]
+
+    response = await api.client.post(
+        CALLS, data=chunks(), headers={**OPERATOR, "Content-Type": "application/json"})
+
+    assert response.status == 413
+
+
+async def test_a_bad_idempotency_key_is_refused(api: RunningApi) -> None:
+    for key in ("", "   ", "k" * 201):
+        status, body = await post(api, valid_call(), {"Idempotency-Key": key})
+
+        assert status == 422, key
+        assert "Idempotency-Key" in assert_error(body, "validation")
+
+
+# --- informational calls [002: 2.8.2] ------------------------------------------------------
+
+
+async def test_an_informational_call_is_journaled_and_not_forwarded(api: RunningApi) -> None:
+    call = valid_call(informational=True, answer_channel=None, topic=INFORMATIONAL_TOPIC)
+    call["applicant"] = {"last_name": "Пряников", "first_name": "Всеволод"}
+
+    status, body = await post(api, call)
+
+    assert status == 201
+    assert body["route"]["system"] == "none"
+    assert await api.outbox_count() == 0
+    _, stored = await get(api, f"{CALLS}/{body['id']}")
+    assert stored["status"] == "journaled"
+    assert [entry["status"] for entry in stored["history"]] == ["journaled"]
+
+
+async def test_a_call_marked_informational_on_any_topic_is_only_journaled(
+    api: RunningApi,
+) -> None:
+    status, body = await post(api, valid_call(informational=True))
+
+    assert status == 201
+    assert body["route"]["system"] == "none"
+    assert await api.outbox_count() == 0
+
+
+async def test_an_informational_call_still_needs_a_name(api: RunningApi) -> None:
+    call = valid_call(informational=True, answer_channel=None)
+    call["applicant"] = {"last_name": "", "first_name": "Всеволод"}
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant.last_name" in assert_error(body, "anonymous")
+
+
+# --- auth --------------------------------------------------------------------------------
+
+
+async def test_a_call_without_a_token_is_401(api: RunningApi) -> None:
+    response = await api.client.post(CALLS, json=valid_call())
+
+    assert response.status == 401
+    assert_error(await response.json(), "unauthorized")
+    assert await api.appeal_count() == 0
+
+
+async def test_a_call_with_a_bad_token_is_401(api: RunningApi) -> None:
+    for authorization in ("Bearer wrong", "Bearer ", "Basic b3A6b3A=", "op", "Bearer op op"):
+        response = await api.client.post(
+            CALLS, json=valid_call(), headers={"Authorization": authorization})
+
+        assert response.status == 401, authorization
+    assert await api.appeal_count() == 0
+
+
+async def test_the_delivery_role_may_not_post_a_call(api: RunningApi) -> None:
+    response = await api.client.post(CALLS, json=valid_call(), headers=DELIVERY)
+
+    assert response.status == 403
+    assert_error(await response.json(), "forbidden")
+    assert await api.appeal_count() == 0
+
+
+async def test_admin_may_post_a_call(api: RunningApi) -> None:
+    response = await api.client.post(CALLS, json=valid_call(), headers=ADMIN)
+
+    assert response.status == 201
+
+
+async def test_reading_calls_needs_a_token(api: RunningApi) -> None:
+    _, created = await post(api, valid_call())
+
+    for path in (f"{CALLS}/{created['id']}", CALLS):
+        response = await api.client.get(path)
+        assert response.status == 401
+
+
+async def test_auth_comes_before_the_body_is_judged(api: RunningApi) -> None:
+    response = await api.client.post(CALLS, data=b"not json")
+
+    assert response.status == 401
+
+
+# --- the list ----------------------------------------------------------------------------
+
+
+async def test_the_list_pages_through_every_call_once(api: RunningApi) -> None:
+    created = set()
+    for n in range(5):
+        _, body = await post(api, valid_call(journal_id=f"KRS-2026-{n:06d}"))
+        created.add(body["id"])
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = f"{CALLS}?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        status, page = await get(api, query)
+        assert status == 200
+        assert len(page["items"]) <= 2
+        seen += [item["id"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert pages == 3
+    assert sorted(seen) == sorted(created)
+
+
+async def test_the_list_filters_by_status(api: RunningApi) -> None:
+    _, forwarded = await post(api, valid_call())
+    _, journaled = await post(api, valid_call(journal_id="KRS-2026-000777", informational=True))
+
+    _, accepted_page = await get(api, f"{CALLS}?status=accepted")
+    _, journaled_page = await get(api, f"{CALLS}?status=journaled")
+    _, delivered_page = await get(api, f"{CALLS}?status=delivered")
+
+    assert [item["id"] for item in accepted_page["items"]] == [forwarded["id"]]
+    assert [item["id"] for item in journaled_page["items"]] == [journaled["id"]]
+    assert delivered_page == {"items": [], "next_cursor": None}
+
+
+async def test_the_list_filters_by_updated_since(api: RunningApi) -> None:
+    await post(api, valid_call())
+
+    _, before = await get(api, f"{CALLS}?updated_since=2026-11-23T00:00:00%2B00:00")
+    _, after = await get(api, f"{CALLS}?updated_since=2026-11-24T00:00:00%2B00:00")
+
+    assert len(before["items"]) == 1
+    assert after["items"] == []
+
+
+def cursor_of(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+async def test_a_bad_cursor_is_refused(api: RunningApi) -> None:
+    await post(api, valid_call())
+    bad = [
+        "garbage", "bm90LWpzb24", "WzFd", "W10", "%%%",
+        cursor_of(["2026-11-23T07:00:00+00:00", "\x00"]),
+        cursor_of(["2026-11-23T07:00:00", str(uuid.UUID(int=1))]),
+        cursor_of(["0001-01-01T00:00:00+14:00", str(uuid.UUID(int=1))]),
+        cursor_of([1, 2]),
+        cursor_of({"at": "2026-11-23T07:00:00+00:00"}),
+    ]
+    for cursor in bad:
+        status, body = await get(api, f"{CALLS}?cursor={cursor}")
+
+        assert status == 422, cursor
+        assert "cursor" in assert_error(body, "validation")
+
+
+async def test_bad_list_parameters_are_refused_by_name(api: RunningApi) -> None:
+    bad = ["limit=0", "limit=100000", "limit=ten", "sort=id", "updated_since=yesterday",
+           "status=lost", "status=%00", "updated_since=2026-11-23T00:00:00",
+           "updated_since=0001-01-01T00:00:00%2B14:00"]
+    for query in bad:
+        status, body = await get(api, f"{CALLS}?{query}")
+
+        assert status == 422, query
+        assert query.split("=")[0] in assert_error(body, "validation"), query
+
+
+# --- health and status -------------------------------------------------------------------
+
+
+async def test_healthz_is_open(api: RunningApi) -> None:
+    response = await api.client.get("/healthz")
+
+    assert response.status == 200
+
+
+async def test_readyz_answers_when_the_database_is_reachable(api: RunningApi) -> None:
+    response = await api.client.get("/readyz")
+
+    assert response.status == 200
+
+
+async def test_status_needs_the_admin_role(api: RunningApi) -> None:
+    assert (await api.client.get("/status")).status == 401
+    assert (await api.client.get("/status", headers=OPERATOR)).status == 403
+    assert (await api.client.get("/status", headers=DELIVERY)).status == 403
+
+
+async def test_status_reports_counts_and_no_personal_data(api: RunningApi) -> None:
+    call = valid_call()
+    await post(api, call)
+    await post(api, valid_call(journal_id="KRS-2026-000777", informational=True))
+
+    status, report = await get(api, "/status", headers=ADMIN)
+
+    assert status == 200
+    assert report["outbox"]["pending"] == 1
+    assert report["outbox"]["by_target"]["pos"]["pending"] == 1
+    assert {"leased", "done", "dead", "oldest_pending_age_s"} <= set(report["outbox"])
+    assert report["appeals"]["by_status"] == {"accepted": 1, "journaled": 1}
+    assert report["appeals"]["overdue"] == 0
+    for poller in report["pollers"].values():
+        assert {"last_success_at", "last_error", "lag_s"} <= set(poller)
+    assert report["version"]
+    text = json.dumps(report, ensure_ascii=False)
+    personal = [*call["applicant"].values(), call["problem_address"], call["summary"],
+                "+79175551234", "Пряников", "Всеволод", "Кролюницкого", "Гончарова",
+                call["journal_id"], call["operator"]]
+    for value in personal:
+        assert value not in text, value
