@@ -109,10 +109,13 @@ class Forwarding:
 
     async def register(self, message: Message) -> None:
         stored = await self._load(message)
-        if stored.external_id is not None and stored.external_system == message.target:
+        known = stored.external_id is not None and stored.external_system == message.target
+        if known and stored.external_number is not None:
             return  # recorded by an earlier try whose completion was lost
         registrar = self._registrars[message.target]
-        ref = await registrar.register(stored.appeal, lookup_first=_is_retry(message))
+        # Known but without its number: the poller saw the record before this try's answer
+        # arrived (a lost response). Look it up, so the number and the event are recorded.
+        ref = await registrar.register(stored.appeal, lookup_first=known or _is_retry(message))
         await self.record_registration(stored.appeal.id, ref)
 
     async def record_registration(self, appeal_id: str, ref: ExternalRef) -> None:

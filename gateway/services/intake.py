@@ -126,8 +126,6 @@ class IntakeService:
             if stored.content_hash != content_hash:
                 raise CallConflict(stored.appeal.id,
                                    "journal_id" if same_entry else "Idempotency-Key")
-            if key is not None and stored.idempotency_key not in (None, key) and same_entry:
-                raise CallConflict(stored.appeal.id, "Idempotency-Key")
         return await repo.get_appeal(conn, found[0].appeal.id)
 
     def _build(self, call: CallIn, now: datetime) -> Appeal:

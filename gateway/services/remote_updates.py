@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.domain.appeal import AnswerChannel, AppealStatus, can_transition
 from gateway.domain.ports import ExternalUpdate
 from gateway.services.delivery import (
+    READY_FOR_DELIVERY,
     AnswerNotReady,
     Delivery,
     DeliveryConflict,
@@ -63,6 +64,15 @@ async def apply_update(
         # Confirmed directly in ПОС: record it like any other confirmation.
         if extra:
             await _update(conn, appeal.id, extra, now)
+        if appeal.status not in READY_FOR_DELIVERY and can_transition(
+                appeal.status, AppealStatus.ANSWER_READY):
+            # Answered and delivered between two polls: pass through «Ответ готов к
+            # передаче» so the delivery is recorded (channel, when, who) like any other.
+            ready = appeal.moved_to(AppealStatus.ANSWER_READY, now, system,
+                                    note=AppealStatus.ANSWER_READY.value)
+            if await repo.save_status(conn, appeal, ready, now=now):
+                await repo.record_audit(conn, at=now, actor=system,
+                                        action="answer.ready", appeal_id=appeal.id)
         try:
             await record_delivery(
                 conn, appeal.id,

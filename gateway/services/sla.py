@@ -64,7 +64,7 @@ class SlaWatch:
                             appeals.c.status.in_([s.value for s in UNDELIVERED])))
                 .values(overdue=True, updated_at=now)
                 .returning(appeals.c.id, appeals.c.due_at)
-            )).tuples())
+            )).all())
             reminded = list((await conn.execute(
                 update(appeals)
                 .where(and_(appeals.c.interim_reminded_at.is_(None),
@@ -72,7 +72,7 @@ class SlaWatch:
                             appeals.c.status.in_([s.value for s in UNANSWERED])))
                 .values(interim_reminded_at=now, updated_at=now)
                 .returning(appeals.c.id, appeals.c.due_at)
-            )).tuples())
+            )).all())
             events = [
                 {"at": now, "actor": "sla", "action": "sla.overdue", "appeal_id": appeal_id,
                  "detail": {"due_at": _iso(due_at)}}
