@@ -40,11 +40,11 @@ from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
-from gateway.storage.database import create_engine, is_sqlite
+from gateway.storage.database import create_engine
 from outbox.dispatcher import Dispatcher, DispatcherSettings
 from outbox.handlers import Handlers
 from outbox.metrics import OutboxMetrics
-from outbox.store import OutboxStore, PostgresOutboxStore, SQLiteOutboxStore
+from outbox.store import OutboxStore, store_for
 
 log = structlog.get_logger(__name__)
 
@@ -97,9 +97,7 @@ def bootstrap(
 ) -> Gateway:
     engine = engine or create_engine(settings.database_url)
     clock = clock or SystemClock()
-    if outbox is None:
-        outbox = (SQLiteOutboxStore(engine) if is_sqlite(settings.database_url)
-                  else PostgresOutboxStore(engine))
+    outbox = outbox if outbox is not None else store_for(engine)
     if routes is None or deadlines is None:
         loaded_routes, loaded_deadlines = load_planners(settings)
         routes = routes or loaded_routes
