@@ -40,11 +40,11 @@ from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
-from gateway.storage.database import create_engine
+from gateway.storage.database import Database, create_engine
 from outbox.dispatcher import Dispatcher, DispatcherSettings
 from outbox.handlers import Handlers
 from outbox.metrics import OutboxMetrics
-from outbox.store import OutboxStore, store_for
+from outbox.store import OutboxStore, SqlOutboxStore, store_for
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,7 @@ class Gateway:
 
     settings: Settings
     engine: AsyncEngine
+    db: Database
     clock: Clock
     outbox: OutboxStore
     intake: IntakeService
@@ -103,13 +104,14 @@ def bootstrap(
         routes = routes or loaded_routes
         deadlines = deadlines or loaded_deadlines
     adapters = adapters if adapters is not None else build_adapters(settings)
+    db = Database(engine, outbox.transaction if isinstance(outbox, SqlOutboxStore) else None)
 
     intake = IntakeService(
-        engine=engine, enqueue=outbox.enqueue, routes=routes, deadlines=deadlines, clock=clock,
+        db=db, enqueue=outbox.enqueue, routes=routes, deadlines=deadlines, clock=clock,
         hotlines=frozenset(h.code for h in settings.hotlines),
     )
     forwarding = Forwarding(
-        engine, clock, registrars=adapters.registrars, confirmers=adapters.confirmers,
+        db, clock, registrars=adapters.registrars, confirmers=adapters.confirmers,
         mailer=adapters.mailer, letters=adapters.letters,
         request_answer_due=deadlines.request_answer_due, enqueue=outbox.enqueue,
     )
@@ -127,34 +129,31 @@ def bootstrap(
     )
     pollers = {
         system: Poller(
-            system, source, engine, clock, enqueue=outbox.enqueue, zone_of=settings.zone_of,
+            system, source, db, clock, enqueue=outbox.enqueue, zone_of=settings.zone_of,
             interval_s=_poll_interval(settings, system), page_size=_page_size(settings, system),
         )
         for system, source in adapters.sources.items()
     }
-    sla = SlaWatch(engine, clock)
+    sla = SlaWatch(db, clock)
     loops: list[tuple[str, Loop]] = [(f"poller.{name}", p) for name, p in pollers.items()]
     loops.append(("sla", sla))
     daemon = Daemon(dispatcher, loops, adapters.closers)
 
     status = StatusReport(engine, outbox, clock, gateway.__version__, tuple(pollers))
-    desk = DeliveryDesk(engine, outbox.enqueue, clock, deadlines.callback_rule,
+    desk = DeliveryDesk(db, outbox.enqueue, clock, deadlines.callback_rule,
                         deadlines.calendar, settings.zone_of)
     tokens = (
         parse_api_tokens(settings.api_tokens.get_secret_value()) if settings.api_tokens else {}
     )
-    if not tokens:
-        log.warning("auth.no_tokens", hint="set GATEWAY_API_TOKENS=role:token,...; every "
-                    "protected call answers 401 until then")
     app = build_app(
         ApiServices(
-            engine=engine, intake=intake, status=status, clock=clock,
+            engine=engine, db=db, intake=intake, status=status, clock=clock,
             version=gateway.__version__, max_body_bytes=settings.http.max_body_bytes,
             outbox=outbox, zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
         ),
         tokens,
     )
-    return Gateway(settings, engine, clock, outbox, intake, status, forwarding, pollers, sla,
+    return Gateway(settings, engine, db, clock, outbox, intake, status, forwarding, pollers, sla,
                    daemon, app)
 
 

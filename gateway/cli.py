@@ -132,6 +132,9 @@ async def _run(settings: Settings) -> int:
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
         await gateway.daemon.start()
+        if not settings.api_tokens:
+            log.warning("auth.no_tokens", hint="set GATEWAY_API_TOKENS=role:token,...; every "
+                        "protected call answers 401 until then")
         log.info("gateway.started", listen=f"http://{settings.http.host}:{settings.http.port}",
                  database=settings.database_url.split("://", 1)[0])
         await _until_signalled()
@@ -172,6 +175,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         report = _status_from_instance(args.url)
     else:
         settings = load_settings(args.config)
+        # The report owns stdout; anything logged meanwhile goes to stderr.
+        configure_logging(settings.log_level, stream=sys.stderr)
+        if is_sqlite(settings.database_url):
+            path = settings.database_url.split("///", 1)[-1]
+            if path and path != ":memory:" and not Path(path).exists():
+                raise SettingsError(
+                    f"no database at {path}; run `gateway db upgrade` or `gateway run`")
         report = asyncio.run(_status_from_database(settings))
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json
           else format_status(report))
@@ -195,10 +205,15 @@ def _status_from_instance(url: str) -> dict[str, Any]:
 
 
 async def _status_from_database(settings: Settings) -> dict[str, Any]:
-    from gateway.bootstrap import bootstrap
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.storage.migrate import SchemaOutdated, ensure_current
 
-    gateway = bootstrap(settings)
+    gateway = bootstrap(settings, adapters=Adapters())
     try:
+        try:
+            await ensure_current(gateway.engine)
+        except SchemaOutdated as exc:
+            raise SettingsError(str(exc)) from None
         return await gateway.status.report()
     finally:
         await gateway.close()
@@ -309,7 +324,7 @@ async def _pos_import(settings: Settings, path: Path) -> int:
                 planned_completion=row.planned_completion))
             for row in parsed.rows
         ]
-        report = await import_rows(gateway.engine, "pos", rows, clock=gateway.clock,
+        report = await import_rows(gateway.db, "pos", rows, clock=gateway.clock,
                                    enqueue=gateway.outbox.enqueue, zone_of=settings.zone_of)
     finally:
         await gateway.close()
@@ -346,7 +361,7 @@ async def _outbox_retry(settings: Settings, message_id: int | None, all_dead: bo
                 return 1
             detail = {"outbox_id": message_id}
             print(f"re-driven: {message_id}")
-        async with gateway.engine.begin() as conn:
+        async with gateway.db.write() as conn:
             await repo.record_audit(conn, at=gateway.clock.now(), actor="cli",
                                     action="outbox.redriven", detail=detail)
         return 0

@@ -89,6 +89,8 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     ]
     structlog.configure(
         processors=[
+            # Drop events below the level before any work is spent on them.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -63,7 +63,7 @@ async def retry_outbox(request: web.Request) -> web.Response:
                        f"Запись в состоянии {row.state}; повторить можно только dead "
                        f"/ the row is {row.state}; only dead rows can be re-driven")
     now = services.clock.now()
-    async with services.engine.begin() as conn:
+    async with services.db.write() as conn:
         await repo.record_audit(conn, at=now, actor=request[ROLE_KEY], action="outbox.redriven",
                                 appeal_id=row.ordering_key,
                                 detail={"outbox_id": message_id, "target": row.target,

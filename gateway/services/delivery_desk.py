@@ -13,7 +13,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import and_, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.appeal import AppealStatus
 from gateway.domain.deadlines import CallbackRule, next_callback_attempt
@@ -27,6 +26,7 @@ from gateway.services.delivery import (
 )
 from gateway.services.outbox_actions import Enqueue
 from gateway.storage import appeals as repo
+from gateway.storage.database import Database
 from gateway.storage.tables import appeals, deliveries
 
 log = structlog.get_logger(__name__)
@@ -42,10 +42,10 @@ class AttemptResult:
 
 class DeliveryDesk:
     def __init__(
-        self, engine: AsyncEngine, enqueue: Enqueue, clock: Clock, rule: CallbackRule,
+        self, db: Database, enqueue: Enqueue, clock: Clock, rule: CallbackRule,
         calendar: WorkCalendar, zone_of: Callable[[str], tzinfo],
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._enqueue = enqueue
         self._clock = clock
         self._rule = rule
@@ -54,7 +54,7 @@ class DeliveryDesk:
 
     async def ready(self, limit: int = 100) -> list[repo.StoredAppeal]:
         """Answers waiting to reach the applicant, the most urgent callback first."""
-        async with self._engine.connect() as conn:
+        async with self._db.read() as conn:
             ids = (await conn.execute(
                 select(appeals.c.id)
                 .where(appeals.c.status == AppealStatus.ANSWER_READY.value)
@@ -71,7 +71,7 @@ class DeliveryDesk:
     ) -> AttemptResult:
         now = self._clock.now()
         when = at or now
-        async with self._engine.begin() as conn:
+        async with self._db.write() as conn:
             stored = await repo.get_appeal(conn, appeal_id)
             if stored is None:
                 raise LookupError(appeal_id)
@@ -108,7 +108,7 @@ class DeliveryDesk:
 
     async def deliver(self, appeal_id: str, delivery: Delivery, actor: str) -> DeliveryResult:
         now = self._clock.now()
-        async with self._engine.begin() as conn:
+        async with self._db.write() as conn:
             result = await record_delivery(conn, appeal_id, delivery, now=now,
                                            enqueue=self._enqueue, actor=actor)
         log.info("delivery.recorded", appeal_id=appeal_id, channel=delivery.channel.value,

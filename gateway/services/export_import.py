@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 
 from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.ports import Clock, ExternalUpdate
 from gateway.services.outbox_actions import Enqueue
 from gateway.services.remote_updates import apply_update
 from gateway.storage import appeals as repo
+from gateway.storage.database import Database
 from gateway.storage.tables import appeals
 
 
@@ -47,12 +47,12 @@ class ImportReport:
 
 
 async def import_rows(
-    engine: AsyncEngine, system: str, rows: Sequence[ExportedRow], *, clock: Clock,
+    db: Database, system: str, rows: Sequence[ExportedRow], *, clock: Clock,
     enqueue: Enqueue, zone_of: Callable[[str], tzinfo],
 ) -> ImportReport:
     report = ImportReport()
     now = clock.now()
-    async with engine.begin() as conn:
+    async with db.write() as conn:
         for exported in rows:
             number = exported.number.strip()
             suffix = number.rsplit("-", 1)[-1]

@@ -13,9 +13,9 @@ from typing import Any
 
 import structlog
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.domain.appeal import AppealStatus, DeliveryChannel, can_transition
+from gateway.domain.appeal import AppealStatus, DeliveryChannel, StatusChange, can_transition
 from gateway.domain.ports import (
     Clock,
     DeliveryConfirmer,
@@ -34,6 +34,7 @@ from gateway.services.delivery import (
 )
 from gateway.services.outbox_actions import Enqueue
 from gateway.storage import appeals as repo
+from gateway.storage.database import Database
 from gateway.storage.tables import appeals
 from outbox.errors import Permanent
 from outbox.handlers import Registration
@@ -59,7 +60,7 @@ def _is_retry(message: Message) -> bool:
 class Forwarding:
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         clock: Clock,
         *,
         registrars: Mapping[str, Registrar],
@@ -69,7 +70,7 @@ class Forwarding:
         request_answer_due: RequestAnswerDue | None = None,
         enqueue: Enqueue | None = None,
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._clock = clock
         self._registrars = registrars
         self._confirmers = confirmers
@@ -98,8 +99,8 @@ class Forwarding:
 
     async def _load(self, message: Message) -> repo.StoredAppeal:
         appeal_id = str(message.payload.get("appeal_id", ""))
-        async with self._engine.connect() as conn:
-            stored = await repo.get_appeal(conn, appeal_id)
+        async with self._db.read() as conn:
+            stored = await repo.get_appeal(conn, appeal_id, with_related=False)
         if stored is None:
             raise Permanent(f"appeal {appeal_id} does not exist")
         structlog.contextvars.bind_contextvars(appeal_id=appeal_id)
@@ -121,22 +122,27 @@ class Forwarding:
     async def record_registration(self, appeal_id: str, ref: ExternalRef) -> None:
         """Stores the external record and moves the appeal to registered (never backwards)."""
         now = self._clock.now()
-        async with self._engine.begin() as conn:
-            stored = await repo.get_appeal(conn, appeal_id)
-            if stored is None:
-                raise Permanent(f"appeal {appeal_id} vanished")
-            extra: dict[str, Any] = {
-                "external_system": ref.system, "external_id": ref.id,
-                "external_number": ref.number, "external_stage": ref.stage,
-            }
-            before = stored.appeal
-            if before.status is AppealStatus.ACCEPTED or before.status is AppealStatus.FAILED:
-                after = before.moved_to(AppealStatus.REGISTERED, now, ref.system,
-                                        note=ref.number)
-                await repo.save_status(conn, before, after, now=now, extra=extra)
+        extra: dict[str, Any] = {
+            "external_system": ref.system, "external_id": ref.id,
+            "external_number": ref.number, "external_stage": ref.stage, "updated_at": now,
+        }
+        async with self._db.write() as conn:
+            # One statement decides: only an appeal not yet further along becomes registered.
+            moved = await conn.execute(
+                update(appeals)
+                .where(appeals.c.id == appeal_id,
+                       appeals.c.status.in_([AppealStatus.ACCEPTED.value,
+                                             AppealStatus.FAILED.value]))
+                .values(**extra, status=AppealStatus.REGISTERED.value,
+                        version=appeals.c.version + 1))
+            if moved.rowcount == 1:
+                await repo.append_history(conn, appeal_id, StatusChange(
+                    AppealStatus.REGISTERED, now, ref.system, ref.number))
             else:  # the poller saw it first; keep its status, add what it lacked
-                await conn.execute(update(appeals).where(appeals.c.id == appeal_id)
-                                   .values(**extra, updated_at=now))
+                kept = await conn.execute(update(appeals).where(appeals.c.id == appeal_id)
+                                          .values(**extra))
+                if kept.rowcount != 1:
+                    raise Permanent(f"appeal {appeal_id} vanished")
             await repo.record_audit(conn, at=now, actor=ref.system, action="call.registered",
                                     appeal_id=appeal_id,
                                     detail={"external_id": ref.id, "number": ref.number})
@@ -154,7 +160,7 @@ class Forwarding:
         await self._confirmers[system].confirm_delivery(
             stored.external_id, channel, confirmed_at, None)
         now = self._clock.now()
-        async with self._engine.begin() as conn:
+        async with self._db.write() as conn:
             await repo.record_audit(conn, at=now, actor=system, action="delivery.confirmed_remote",
                                     appeal_id=stored.appeal.id, detail={"channel": channel.value})
         log.info("delivery.confirmed_remote", system=system, channel=channel.value)
@@ -175,7 +181,7 @@ class Forwarding:
         mail = self._letters.request(appeal, authority, target.recipients, due)
         await self._mailer.send(mail)
         now = self._clock.now()
-        async with self._engine.begin() as conn:
+        async with self._db.write() as conn:
             current = await repo.get_appeal(conn, stored.appeal.id)
             assert current is not None
             before = current.appeal
@@ -197,7 +203,7 @@ class Forwarding:
             raise Permanent("no answer text to send")
         await self._mailer.send(self._letters.answer(stored.appeal, stored.answer_text))
         now = self._clock.now()
-        async with self._engine.begin() as conn:
+        async with self._db.write() as conn:
             try:
                 await record_delivery(
                     conn, stored.appeal.id,

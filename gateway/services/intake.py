@@ -14,7 +14,7 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.api.wire import CallIn
 from gateway.domain.appeal import Appeal, AppealStatus, StatusChange
@@ -31,6 +31,7 @@ from gateway.domain.routing import UnknownTopic
 from gateway.services.outbox_actions import Enqueue, forwarding_messages
 from gateway.services.planning import DeadlinePlanner, RoutePlanner
 from gateway.storage import appeals as repo
+from gateway.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -59,14 +60,14 @@ class IntakeResult:
 class IntakeService:
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         enqueue: Enqueue,
         routes: RoutePlanner,
         deadlines: DeadlinePlanner,
         clock: Clock,
         hotlines: frozenset[str],
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._enqueue = enqueue
         self._routes = routes
         self._deadlines = deadlines
@@ -75,20 +76,22 @@ class IntakeService:
 
     async def accept(self, call: CallIn, idempotency_key: str | None, actor: str) -> IntakeResult:
         content_hash = call.content_hash()
-        # A repeat is answered from what is stored, before any rule is re-applied:
-        # the call was valid when first taken, and configuration may have changed since.
-        async with self._engine.connect() as conn:
-            repeat = await self._repeat_of(conn, call, idempotency_key, content_hash)
-        if repeat is not None:
-            return IntakeResult(repeat, created=False)
-
         now = self._clock.now()
-        appeal = self._build(call, now)
+        # Most calls are new: write first and let the unique constraints find repeats.
+        try:
+            appeal = self._build(call, now)
+        except CallRefused:
+            # A repeat is answered from what is stored even if a rule now refuses it:
+            # the call was valid when first taken; configuration may have changed since.
+            repeat = await self._find_repeat(call, idempotency_key, content_hash)
+            if repeat is None:
+                raise
+            return IntakeResult(repeat, created=False)
         planned = self._deadlines.plan(appeal.received_at, appeal.urgency, appeal.route,
                                        appeal.hotline)
         appeal = _with_deadlines(appeal, planned.due_at, planned.feedback_due_at)
         try:
-            async with self._engine.begin() as conn:
+            async with self._db.write() as conn:
                 await repo.insert_appeal(
                     conn, appeal, content_hash=content_hash, idempotency_key=idempotency_key,
                     request_due_at=planned.request_due_at, now=now,
@@ -101,18 +104,26 @@ class IntakeService:
                 await repo.record_audit(conn, at=now, actor=actor, action="call.accepted",
                                         appeal_id=appeal.id, detail=detail)
         except IntegrityError:
-            # Someone stored the same call between our read and our write.
-            async with self._engine.connect() as conn:
-                repeat = await self._repeat_of(conn, call, idempotency_key, content_hash)
+            # The same journal entry or key is stored already: a repeat, or a conflict.
+            repeat = await self._find_repeat(call, idempotency_key, content_hash)
             if repeat is None:
                 raise
             return IntakeResult(repeat, created=False)
         log.info("call.accepted", appeal_id=appeal.id, route=appeal.route.system.value,
                  hotline=appeal.hotline)
-        async with self._engine.connect() as conn:
-            stored = await repo.get_appeal(conn, appeal.id)
-        assert stored is not None
+        stored = repo.StoredAppeal(
+            appeal=appeal, content_hash=content_hash, idempotency_key=idempotency_key,
+            request_due_at=planned.request_due_at, overdue=False, external_system=None,
+            external_id=None, external_number=None, external_stage=None, answer_text=None,
+            answer_ready_at=None, created_at=now, updated_at=now,
+        )
         return IntakeResult(stored, created=True)
+
+    async def _find_repeat(
+        self, call: CallIn, key: str | None, content_hash: str
+    ) -> repo.StoredAppeal | None:
+        async with self._db.read() as conn:
+            return await self._repeat_of(conn, call, key, content_hash)
 
     async def _repeat_of(
         self, conn: AsyncConnection, call: CallIn, key: str | None, content_hash: str

@@ -21,11 +21,12 @@ from typing import Any
 import structlog
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.ports import Clock, StatusSource
 from gateway.services.outbox_actions import Enqueue
 from gateway.services.remote_updates import apply_update
+from gateway.storage.database import Database
 from gateway.storage.tables import poller_cursors
 
 log = structlog.get_logger(__name__)
@@ -45,7 +46,7 @@ class Poller:
         self,
         system: str,
         source: StatusSource,
-        engine: AsyncEngine,
+        db: Database,
         clock: Clock,
         *,
         enqueue: Enqueue,
@@ -55,7 +56,7 @@ class Poller:
     ) -> None:
         self.system = system
         self._source = source
-        self._engine = engine
+        self._db = db
         self._clock = clock
         self._enqueue = enqueue
         self._zone_of = zone_of
@@ -89,7 +90,7 @@ class Poller:
             updates += len(page.updates)
             next_cursor = page.next_cursor or page.resume_from or cursor
             now = self._clock.now()
-            async with self._engine.begin() as conn:
+            async with self._db.write() as conn:
                 for change in page.updates:
                     applied += await apply_update(
                         conn, self.system, change, now, enqueue=self._enqueue,
@@ -105,7 +106,7 @@ class Poller:
     # -- cursor and errors ------------------------------------------------------------------
 
     async def _load_cursor(self) -> str | None:
-        async with self._engine.connect() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(select(poller_cursors.c.cursor)
                                       .where(poller_cursors.c.system == self.system))).first()
         return row[0] if row else None
@@ -120,7 +121,7 @@ class Poller:
         reason = getattr(exc, "reason", None) or type(exc).__name__
         log.warning("poll.failed", system=self.system, error=str(reason)[:300])
         with contextlib.suppress(Exception):
-            async with self._engine.begin() as conn:
+            async with self._db.write() as conn:
                 await _upsert(conn, {"system": self.system, "last_error": str(reason)[:300],
                                      "last_error_at": now, "updated_at": now},
                               ["last_error", "last_error_at", "updated_at"])
@@ -128,11 +129,11 @@ class Poller:
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[bool]:
         """Whether this replica polls this cycle: always on SQLite, by advisory lock on PG."""
-        if self._engine.dialect.name != "postgresql":
+        if self._db.engine.dialect.name != "postgresql":
             yield True
             return
         key = zlib.crc32(f"gateway.poller.{self.system}".encode())
-        async with self._engine.connect() as conn:
+        async with self._db.read() as conn:
             got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
             try:
                 yield bool(got)

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import and_, insert, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.appeal import AppealStatus
 from gateway.domain.ports import Clock
+from gateway.storage.database import Database
 from gateway.storage.tables import appeals, audit_log
 
 log = structlog.get_logger(__name__)
@@ -37,10 +37,10 @@ class SweepResult:
 
 class SlaWatch:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, *, interval_s: float = 60.0,
+        self, db: Database, clock: Clock, *, interval_s: float = 60.0,
         reminder_lead: timedelta = timedelta(hours=24),
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._clock = clock
         self._interval_s = interval_s
         self._reminder_lead = reminder_lead
@@ -57,7 +57,7 @@ class SlaWatch:
 
     async def sweep(self) -> SweepResult:
         now = self._clock.now()
-        async with self._engine.begin() as conn:
+        async with self._db.write() as conn:
             overdue = list((await conn.execute(
                 update(appeals)
                 .where(and_(appeals.c.overdue.is_(False), appeals.c.due_at < now,

@@ -174,10 +174,15 @@ async def find_existing(
     return [_from_row(row, (), ()) for row in rows]
 
 
-async def get_appeal(conn: AsyncConnection, appeal_id: str) -> StoredAppeal | None:
+async def get_appeal(
+    conn: AsyncConnection, appeal_id: str, *, with_related: bool = True
+) -> StoredAppeal | None:
+    """The appeal; with its history and deliveries unless `with_related` is False."""
     row = (await conn.execute(select(appeals).where(appeals.c.id == appeal_id))).mappings().first()
     if row is None:
         return None
+    if not with_related:
+        return _from_row(row, (), ())
     history = (
         await conn.execute(
             select(appeal_status_history)
@@ -279,6 +284,12 @@ async def count_overdue(conn: AsyncConnection) -> int:
         select(func.count()).select_from(appeals).where(appeals.c.overdue.is_(True))
     )
     return int(result.scalar_one())
+
+
+async def append_history(conn: AsyncConnection, appeal_id: str, change: StatusChange) -> None:
+    await conn.execute(insert(appeal_status_history).values(
+        appeal_id=appeal_id, status=change.status.value, at=change.at, source=change.source,
+        note=change.note))
 
 
 async def save_status(
