@@ -10,13 +10,12 @@ refused at start-up, naming the entry and the file, rather than guessed at.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from config.files import load_model
 from gateway.calendar import HolidaysWorkCalendar
 
 DEFAULT_FILE = "calendar_overrides.toml"
@@ -68,34 +67,10 @@ class CalendarOverrides(BaseModel):
         return frozenset(entry.date for entry in self.working_days)
 
 
-def _format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "file"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def load_calendar_overrides(path: Path | None = None) -> CalendarOverrides:
     """Read and validate the overrides file; the shipped default when `path` is None."""
-    if path is None:
-        name = f"config/{DEFAULT_FILE}"
-        reader = resources.files("config").joinpath(DEFAULT_FILE).read_text
-    else:
-        name = str(path)
-        reader = path.read_text
-    try:
-        text = reader(encoding="utf-8")
-    except OSError as exc:
-        raise CalendarOverridesError(f"{name}: cannot read: {exc}") from exc
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CalendarOverridesError(f"{name}: not valid TOML: {exc}") from exc
-    try:
-        return CalendarOverrides.model_validate(raw)
-    except ValidationError as exc:
-        raise CalendarOverridesError(f"{name}: {_format_validation_error(exc)}") from exc
+    return load_model(CalendarOverrides, path, DEFAULT_FILE, CalendarOverridesError)
+
 
 
 def build_work_calendar(path: Path | None = None) -> HolidaysWorkCalendar:

@@ -8,9 +8,7 @@ the domain's `DeadlinePolicies`; errors name the file and the offending key.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import time, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -21,10 +19,10 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
-    ValidationError,
     model_validator,
 )
 
+from config.files import load_model
 from gateway.domain.deadlines import (
     DEFAULT_DAY_ENDS_AT,
     DEFAULT_POLICY,
@@ -181,31 +179,6 @@ class DeadlinesFile(_Strict):
         )
 
 
-def _format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "file"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def load_deadline_policies(path: Path | None = None) -> DeadlinePolicies:
     """Read and validate the deadlines file; the shipped default when `path` is None."""
-    if path is None:
-        name = f"config/{DEFAULT_FILE}"
-        reader = resources.files("config").joinpath(DEFAULT_FILE).read_text
-    else:
-        name = str(path)
-        reader = path.read_text
-    try:
-        text = reader(encoding="utf-8")
-    except OSError as exc:
-        raise DeadlinesConfigError(f"{name}: cannot read: {exc}") from exc
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DeadlinesConfigError(f"{name}: not valid TOML: {exc}") from exc
-    try:
-        return DeadlinesFile.model_validate(raw).to_domain()
-    except ValidationError as exc:
-        raise DeadlinesConfigError(f"{name}: {_format_validation_error(exc)}") from exc
+    return load_model(DeadlinesFile, path, DEFAULT_FILE, DeadlinesConfigError).to_domain()
