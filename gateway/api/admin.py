@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from gateway.api.auth import ROLE_KEY, requires
+from gateway.api.bodies import BAD_QUERY, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
-from gateway.api.wire import OutboxQuery, field_errors
+from gateway.api.wire import OutboxQuery
 from gateway.storage import appeals as repo
 from outbox.schema import State
 from outbox.store import MessageRecord
@@ -34,11 +34,7 @@ async def status(request: web.Request) -> web.Response:
 @requires("admin")
 async def list_outbox(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    try:
-        query = OutboxQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise ApiError(422, "validation", "Неверные параметры запроса / bad query parameters",
-                       field_errors(exc)) from None
+    query = validated(OutboxQuery, dict(request.query), BAD_QUERY)
     rows = await services.outbox.list_messages(
         State(query.state) if query.state else None, target=query.target,
         limit=query.limit + 1, after_id=query.after_id)

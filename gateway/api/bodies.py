@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError
+from gateway.api.wire import field_errors
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 async def read_json(request: web.Request) -> Any:
@@ -23,3 +27,22 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(422, "malformed_json",
                        "Тело запроса не является JSON в UTF-8 / the body is not UTF-8 JSON",
                        {"body": type(exc).__name__}) from None
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "validation", "Ожидается объект JSON / a JSON object is expected",
+                       {"body": "must be an object"})
+    return body
+
+
+BAD_QUERY = "Неверные параметры запроса / bad query parameters"
+
+
+def validated(model: type[Model], data: Any, message: str) -> Model:
+    """`data` as `model`, or 422 with one message per field for the person who sent it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "validation", message, field_errors(exc)) from None

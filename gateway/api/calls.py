@@ -7,13 +7,12 @@ from datetime import tzinfo
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import read_json
+from gateway.api.bodies import BAD_QUERY, read_json_object, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
-from gateway.api.wire import CallIn, ListQuery, field_errors, iso
+from gateway.api.wire import CallIn, ListQuery, iso
 from gateway.services.intake import CallConflict, CallRefused
 from gateway.storage import appeals as repo
 
@@ -26,16 +25,8 @@ MAX_IDEMPOTENCY_KEY = 200
 @requires("operator")
 async def post_call(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ApiError(422, "validation", "Ожидается объект JSON / a JSON object is expected",
-                       {"body": "must be an object"})
-    try:
-        call = CallIn.model_validate(body)
-    except ValidationError as exc:
-        raise ApiError(422, "validation",
-                       "Обращение заполнено с ошибками / the call has invalid fields",
-                       field_errors(exc)) from None
+    call = validated(CallIn, await read_json_object(request),
+                     "Обращение заполнено с ошибками / the call has invalid fields")
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key.strip()) <= MAX_IDEMPOTENCY_KEY):
         raise ApiError(422, "validation", "Idempotency-Key: 1–200 characters",
@@ -98,11 +89,7 @@ def _is_uuid(value: str) -> bool:
 @requires("operator", "delivery")
 async def list_calls(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    try:
-        query = ListQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise ApiError(422, "validation", "Неверные параметры запроса / bad query parameters",
-                       field_errors(exc)) from None
+    query = validated(ListQuery, dict(request.query), BAD_QUERY)
     try:
         async with services.engine.connect() as conn:
             page = await repo.list_appeals(

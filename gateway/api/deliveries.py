@@ -6,13 +6,12 @@ from datetime import tzinfo
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import read_json
+from gateway.api.bodies import BAD_QUERY, read_json_object, validated
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
-from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn, field_errors, iso
+from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn, iso
 from gateway.services.delivery import AnswerNotReady, Delivery, DeliveryConflict
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.storage import appeals as repo
@@ -30,11 +29,7 @@ def _desk(services: ApiServices) -> DeliveryDesk:
 @requires("operator", "delivery")
 async def worklist(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    try:
-        query = DeliveriesQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise ApiError(422, "validation", "Неверные параметры запроса / bad query parameters",
-                       field_errors(exc)) from None
+    query = validated(DeliveriesQuery, dict(request.query), BAD_QUERY)
     ready = await _desk(services).ready(query.limit)
     return json_response({"items": [
         ready_item(s, services.zone_of(s.appeal.hotline)) for s in ready]})
@@ -61,23 +56,12 @@ def ready_item(stored: repo.StoredAppeal, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ApiError(422, "validation", "Ожидается объект JSON / a JSON object is expected",
-                       {"body": "must be an object"})
-    return body
-
-
 @routes.post("/api/v1/calls/{id}/attempts")
 @requires("operator", "delivery")
 async def record_attempt(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    try:
-        attempt = AttemptIn.model_validate(await _body(request))
-    except ValidationError as exc:
-        raise ApiError(422, "validation", "Попытка описана с ошибками / invalid attempt",
-                       field_errors(exc)) from None
+    attempt = validated(AttemptIn, await read_json_object(request),
+                        "Попытка описана с ошибками / invalid attempt")
     appeal_id = request.match_info["id"]
     try:
         result = await _desk(services).record_attempt(
@@ -102,11 +86,8 @@ async def record_attempt(request: web.Request) -> web.Response:
 @requires("operator", "delivery")
 async def confirm_delivery(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    try:
-        delivery = DeliveryIn.model_validate(await _body(request))
-    except ValidationError as exc:
-        raise ApiError(422, "validation", "Доставка описана с ошибками / invalid delivery",
-                       field_errors(exc)) from None
+    delivery = validated(DeliveryIn, await read_json_object(request),
+                         "Доставка описана с ошибками / invalid delivery")
     appeal_id = request.match_info["id"]
     try:
         result = await _desk(services).deliver(
