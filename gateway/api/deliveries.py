@@ -13,7 +13,7 @@ from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
 from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn, iso
 from gateway.services.delivery import AnswerNotReady, Delivery, DeliveryConflict
-from gateway.services.delivery_desk import DeliveryDesk
+from gateway.services.delivery_desk import CallbacksExhausted, DeliveryDesk
 from gateway.storage import appeals as repo
 
 routes = web.RouteTableDef()
@@ -70,6 +70,11 @@ async def record_attempt(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
     except AnswerNotReady as exc:
         raise _not_ready(exc) from None
+    except CallbacksExhausted as exc:
+        raise ApiError(409, "attempts_exhausted",
+                       f"Уже {exc.attempts} неудачные попытки; решение за руководителем "
+                       f"/ {exc.attempts} failed tries already; the supervisor decides next",
+                       ) from None
     async with services.engine.connect() as conn:
         stored = await repo.get_appeal(conn, appeal_id)
     zone = services.zone_of(stored.appeal.hotline) if stored else None

@@ -40,6 +40,14 @@ class AttemptResult:
     needs_supervisor: bool
 
 
+class CallbacksExhausted(Exception):
+    """[001: 13] three tries in all; after that the supervisor decides, not another retry."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts
+
+
 class DeliveryDesk:
     def __init__(
         self, db: Database, enqueue: Enqueue, clock: Clock, rule: CallbackRule,
@@ -77,6 +85,8 @@ class DeliveryDesk:
                 raise LookupError(appeal_id)
             if stored.appeal.status not in READY_FOR_DELIVERY:
                 raise AnswerNotReady(stored.appeal.status)
+            if stored.needs_supervisor:
+                raise CallbacksExhausted(stored.callback_attempts)
             failed = sorted([d.at for d in stored.deliveries if d.outcome != "delivered"] + [when])
             start = min(stored.answer_ready_at or failed[0], failed[0])
             attempt = next_callback_attempt(start, failed, self._rule, self._calendar,

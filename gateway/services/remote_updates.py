@@ -30,6 +30,7 @@ from gateway.storage.tables import appeals
 
 log = structlog.get_logger(__name__)
 
+EXTENDING_SYSTEMS = frozenset({"delo"})
 # An extension moves the deadline to the end of the executor's new planned day.
 PLANNED_DAY_ENDS_AT = time(18, 0)
 
@@ -51,7 +52,9 @@ async def apply_update(
     if change.answer is not None and stored.answer_text != change.answer.text:
         extra.update(answer_text=change.answer.text,
                      answer_ready_at=change.answer.approved_at or change.updated_at)
-    if change.planned_completion is not None:
+    # Only «Дело» extensions move our deadline (an executor's new PLAN_DATE): ПОС's planned
+    # completion is the platform's own term and must not hide a call going overdue.
+    if change.planned_completion is not None and system in EXTENDING_SYSTEMS:
         planned = datetime.combine(change.planned_completion, PLANNED_DAY_ENDS_AT,
                                    zone_of(appeal.hotline))
         if appeal.due_at is None or planned > appeal.due_at:
@@ -100,8 +103,10 @@ async def apply_update(
             if wanted is AppealStatus.ANSWER_READY:
                 await repo.record_audit(conn, at=now, actor=system,
                                         action="answer.ready", appeal_id=appeal.id)
-                if appeal.answer_channel is AnswerChannel.EMAIL:
-                    # The applicant chose e-mail: the gateway sends it, then confirms.
+                has_text = bool(extra.get("answer_text") or stored.answer_text)
+                if appeal.answer_channel is AnswerChannel.EMAIL and has_text:
+                    # The applicant chose e-mail: the gateway sends it, then confirms. Without
+                    # the text (an export row says only the stage) an operator delivers it.
                     await enqueue(conn, [answer_mail(appeal.id)])
     elif extra:
         await _update(conn, appeal.id, extra, now)

@@ -52,6 +52,25 @@ async def test_failed_callbacks_are_rescheduled_then_flagged_for_the_supervisor(
     assert [d["outcome"] for d in appeal["deliveries"]] == ["no_answer", "busy", "unreachable"]
 
 
+async def test_a_fourth_try_is_refused_once_the_supervisor_is_flagged(
+        start_flow: StartFlow) -> None:
+    clock = ManualClock(now_minute())
+    flow = await start_flow(clock)
+    appeal_id, _ = await flow.answered_call()
+    for outcome in ("no_answer", "busy", "unreachable"):
+        clock.advance(timedelta(minutes=45))
+        status, _body = await flow.attempt(appeal_id, outcome)
+        assert status == 201
+
+    clock.advance(timedelta(minutes=45))
+    status, body = await flow.attempt(appeal_id, "no_answer")
+
+    assert status == 409, body
+    assert body["error"]["code"] == "attempts_exhausted"  # [001: 13] three tries in all
+    appeal = await flow.get(appeal_id)
+    assert len(appeal["deliveries"]) == 3
+
+
 async def test_the_first_failed_try_schedules_the_next_one_30_to_60_minutes_later(
         start_flow: StartFlow) -> None:
     clock = ManualClock(now_minute())

@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,14 @@ def write_export(path: Path, rows: list[dict[str, Any]]) -> None:
     book.close()
 
 
+async def run_import(database_url: str, export: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = database_url
+    return await asyncio.to_thread(
+        subprocess.run, [str(GATEWAY), "pos", "import", str(export)], cwd=export.parent,
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 async def test_import_moves_matching_appeals_and_reports_the_rest_without_personal_data(
         start_flow: StartFlow, tmp_path: Path) -> None:
     flow = await start_flow(planned_days=0)
@@ -70,12 +77,7 @@ async def test_import_moves_matching_appeals_and_reports_the_rest_without_person
         export_row(ready_number.replace("100001", "100003"), "Исполнение",
                    received="31.02.2026"),  # row 7: no such date
     ])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["GATEWAY_DATABASE_URL"] = flow.database_url
-
-    done = await asyncio.to_thread(
-        subprocess.run, [str(GATEWAY), "pos", "import", str(export)], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=60, check=False)
+    done = await run_import(flow.database_url, export)
 
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
@@ -93,8 +95,28 @@ async def test_import_moves_matching_appeals_and_reports_the_rest_without_person
     working = await flow.get(working_id)
     assert working["status"] == "in_progress"
     assert working["external"]["stage"] == "execution"
-    assert working["route"]["due_at"] != due_before  # ПОС's planned date moved it
-    assert date.fromisoformat(working["route"]["due_at"][:10]) == date(2026, 12, 28)
+    # ПОС's planned date is the platform's own term: the regulation deadline stands.
+    assert working["route"]["due_at"] == due_before
     untouched = await flow.get(untouched_id)
     assert untouched["status"] == "registered"  # row 7 was not applied
     assert ready_id in {item["id"] for item in await flow.ready()}
+
+
+async def test_an_imported_answer_without_its_text_sends_no_empty_letter(
+        start_flow: StartFlow, tmp_path: Path) -> None:
+    flow = await start_flow(planned_days=0)
+    appeal_id, pos_id = await flow.registered_call(answer_channel="email")
+    export = tmp_path / "pos-export.xlsx"
+    write_export(export, [export_row(flow.pos_message(pos_id).number, "Ответ готов к передаче",
+                                     status="Ответ подготовлен")])
+
+    done = await run_import(flow.database_url, export)
+    await flow.drain_all()
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (await flow.get(appeal_id))["status"] == "answer_ready"
+    # The export says only the stage: an operator reads the answer in ПОС and delivers it.
+    assert [r["action"] for r in await flow.outbox_rows(appeal_id)
+            if r["target"] == "email"] == []
+    assert flow.letters() == []
+    assert appeal_id in {item["id"] for item in await flow.ready()}
