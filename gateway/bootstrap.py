@@ -81,7 +81,9 @@ class Gateway:
     app: web.Application
 
     async def close(self) -> None:
+        await self.intake.aclose()
         await self.daemon.stop()
+        await self.forwarding.aclose()
         await self.engine.dispose()
 
 

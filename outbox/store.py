@@ -378,12 +378,15 @@ class SqlOutboxStore(OutboxStore):
             result = await conn.execute(insert(_t).returning(_t.c.id), rows[0])
             ids = [result.scalar_one()]
         else:
-            result = await conn.execute(
-                insert(_t).returning(_t.c.id, sort_by_parameter_order=True), rows
-            )
-            ids = [r[0] for r in result]
+            ids = await self._insert_many(conn, rows)
         await self._after_enqueue(conn)
         return ids
+
+    async def _insert_many(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+        result = await conn.execute(
+            insert(_t).returning(_t.c.id, sort_by_parameter_order=True), rows
+        )
+        return [r[0] for r in result]
 
     async def _after_enqueue(self, conn: AsyncConnection) -> None:
         """Wake local dispatchers once the caller's transaction commits."""
@@ -655,6 +658,13 @@ class SQLiteOutboxStore(SqlOutboxStore):
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         async with self._write_lock, self.engine.begin() as conn:
             yield conn
+
+    async def _insert_many(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+        """One multi-row INSERT: SQLAlchemy cannot promise SQLite's RETURNING order and would
+        insert row by row, a round trip each. Rows of one statement get increasing rowids
+        in VALUES order while this transaction holds the write lock, so sorted ids match."""
+        result = await conn.execute(insert(_t).returning(_t.c.id), rows)
+        return sorted(r[0] for r in result)
 
     async def claim(self, owner: str, limit: int, lease_s: float) -> list[Message]:
         now = self._now()

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.appeal import AppealStatus, DeliveryChannel, StatusChange, can_transition
@@ -34,6 +34,7 @@ from gateway.services.delivery import (
 )
 from gateway.services.outbox_actions import Enqueue
 from gateway.storage import appeals as repo
+from gateway.storage.batching import Batcher
 from gateway.storage.database import Database
 from gateway.storage.tables import appeals
 from outbox.errors import Permanent
@@ -50,6 +51,9 @@ RequestAnswerDue = Callable[[datetime, Route, str], datetime | None]
 REGISTER_POLICY = RetryPolicy(max_attempts=60, max_age_s=3 * 24 * 3600.0, timeout_s=60.0)
 CONFIRM_POLICY = RetryPolicy(max_attempts=40, max_age_s=7 * 24 * 3600.0, timeout_s=60.0)
 MAIL_POLICY = RetryPolicy(max_attempts=30, max_age_s=2 * 24 * 3600.0, timeout_s=120.0)
+
+
+_REGISTERABLE = frozenset({AppealStatus.ACCEPTED, AppealStatus.FAILED})
 
 
 def _is_retry(message: Message) -> bool:
@@ -78,6 +82,11 @@ class Forwarding:
         self._letters = letters
         self._request_answer_due = request_answer_due
         self._enqueue: Enqueue = enqueue or _no_enqueue
+        # Rows the dispatcher runs at the same moment read and record together.
+        self._loads: Batcher[str, repo.StoredAppeal | None] = Batcher(
+            self._load_many, name="forwarding-load")
+        self._registrations: Batcher[tuple[str, ExternalRef], None] = Batcher(
+            self._record_registrations, name="registrations")
 
     def registrations(self) -> list[Registration]:
         """What this gateway can do, each with its policy: the dispatcher's table."""
@@ -97,14 +106,22 @@ class Forwarding:
             table.append(Registration(target, action, self.send_answer, MAIL_POLICY))
         return table
 
+    async def aclose(self) -> None:
+        await self._loads.aclose()
+        await self._registrations.aclose()
+
     async def _load(self, message: Message) -> repo.StoredAppeal:
         appeal_id = str(message.payload.get("appeal_id", ""))
-        async with self._db.read() as conn:
-            stored = await repo.get_appeal(conn, appeal_id, with_related=False)
+        stored = await self._loads.submit(appeal_id)
         if stored is None:
             raise Permanent(f"appeal {appeal_id} does not exist")
         structlog.contextvars.bind_contextvars(appeal_id=appeal_id)
         return stored
+
+    async def _load_many(self, ids: Sequence[str]) -> list[repo.StoredAppeal | None]:
+        async with self._db.read() as conn:
+            found = await repo.get_appeals(conn, set(ids))
+        return [found.get(appeal_id) for appeal_id in ids]
 
     # -- register ------------------------------------------------------------------------
 
@@ -121,32 +138,56 @@ class Forwarding:
 
     async def record_registration(self, appeal_id: str, ref: ExternalRef) -> None:
         """Stores the external record and moves the appeal to registered (never backwards)."""
-        now = self._clock.now()
-        extra: dict[str, Any] = {
-            "external_system": ref.system, "external_id": ref.id,
-            "external_number": ref.number, "external_stage": ref.stage, "updated_at": now,
-        }
-        async with self._db.write() as conn:
-            # One statement decides: only an appeal not yet further along becomes registered.
-            moved = await conn.execute(
-                update(appeals)
-                .where(appeals.c.id == appeal_id,
-                       appeals.c.status.in_([AppealStatus.ACCEPTED.value,
-                                             AppealStatus.FAILED.value]))
-                .values(**extra, status=AppealStatus.REGISTERED.value,
-                        version=appeals.c.version + 1))
-            if moved.rowcount == 1:
-                await repo.append_history(conn, appeal_id, StatusChange(
-                    AppealStatus.REGISTERED, now, ref.system, ref.number))
-            else:  # the poller saw it first; keep its status, add what it lacked
-                kept = await conn.execute(update(appeals).where(appeals.c.id == appeal_id)
-                                          .values(**extra))
-                if kept.rowcount != 1:
-                    raise Permanent(f"appeal {appeal_id} vanished")
-            await repo.record_audit(conn, at=now, actor=ref.system, action="call.registered",
-                                    appeal_id=appeal_id,
-                                    detail={"external_id": ref.id, "number": ref.number})
+        await self._registrations.submit((appeal_id, ref))
         log.info("call.registered", system=ref.system, external_id=ref.id)
+
+    async def _record_registrations(
+        self, batch: Sequence[tuple[str, ExternalRef]]
+    ) -> list[BaseException | None]:
+        now = self._clock.now()
+        outcomes: list[BaseException | None] = []
+        moved: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        history: list[tuple[str, StatusChange]] = []
+        audit: list[repo.AuditEntry] = []
+        async with self._db.write() as conn:
+            # The rows stay locked until commit (PostgreSQL), so the status read here is the
+            # one each update below replaces; SQLite's single writer gives the same.
+            rows = await conn.execute(
+                select(appeals.c.id, appeals.c.status)
+                .where(appeals.c.id.in_({appeal_id for appeal_id, _ in batch}))
+                .with_for_update())
+            status = {row.id: AppealStatus(row.status) for row in rows}
+            for appeal_id, ref in batch:
+                if appeal_id not in status:
+                    outcomes.append(Permanent(f"appeal {appeal_id} vanished"))
+                    continue
+                values = {"b_id": appeal_id, "external_system": ref.system,
+                          "external_id": ref.id, "external_number": ref.number,
+                          "external_stage": ref.stage}
+                # Only an appeal not yet further along becomes registered; when the poller
+                # saw it first, its status stays and only what it lacked is added.
+                if status[appeal_id] in _REGISTERABLE:
+                    status[appeal_id] = AppealStatus.REGISTERED
+                    moved.append(values)
+                    history.append((appeal_id, StatusChange(
+                        AppealStatus.REGISTERED, now, ref.system, ref.number)))
+                else:
+                    kept.append(values)
+                audit.append(repo.AuditEntry(now, ref.system, "call.registered", appeal_id,
+                                             {"external_id": ref.id, "number": ref.number}))
+                outcomes.append(None)
+            # Executed for many: each parameter set's column keys are its SET values.
+            by_id = appeals.c.id == bindparam("b_id")
+            if moved:
+                await conn.execute(update(appeals).where(by_id).values(
+                    status=AppealStatus.REGISTERED.value, updated_at=now,
+                    version=appeals.c.version + 1), moved)
+            if kept:
+                await conn.execute(update(appeals).where(by_id).values(updated_at=now), kept)
+            await repo.append_histories(conn, history)
+            await repo.record_audits(conn, audit)
+        return outcomes
 
     # -- delivery confirmation -------------------------------------------------------------
 

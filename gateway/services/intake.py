@@ -1,7 +1,9 @@
 """Taking a call: validate by the regulations, route, set deadlines, store and queue at once.
 
 The appeal, its first history entry, the audit entry and the outbox rows that forward it
-commit in one transaction: a call is either fully accepted or not at all. Repeats are
+commit in one transaction: a call is either fully accepted or not at all. Calls taken at
+the same moment share that transaction (group commit): under load that is most of the
+difference in throughput. Repeats are
 recognised by hotline + journal id and by the Idempotency-Key, also under a race (the
 unique constraints decide, and the loser re-reads).
 """
@@ -9,6 +11,7 @@ unique constraints decide, and the loser re-reads).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -31,6 +34,7 @@ from gateway.domain.routing import UnknownTopic
 from gateway.services.outbox_actions import Enqueue, forwarding_messages
 from gateway.services.planning import DeadlinePlanner, RoutePlanner
 from gateway.storage import appeals as repo
+from gateway.storage.batching import Batcher
 from gateway.storage.database import Database
 
 log = structlog.get_logger(__name__)
@@ -49,6 +53,20 @@ class CallConflict(Exception):
         super().__init__(by)
         self.existing_id = existing_id
         self.by = by
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    new: repo.NewAppeal
+    actor: str
+
+    def audit_entry(self) -> repo.AuditEntry:
+        appeal, now = self.new.appeal, self.new.now
+        detail: dict[str, object] = {"route": appeal.route.system.value,
+                                     "hotline": appeal.hotline}
+        if registered_late(appeal.received_at, now):
+            detail["registered_late"] = True  # [001: 15]
+        return repo.AuditEntry(now, self.actor, "call.accepted", appeal.id, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +91,35 @@ class IntakeService:
         self._deadlines = deadlines
         self._clock = clock
         self._hotlines = hotlines
+        self._writes: Batcher[_Accepted, None] = Batcher(self._store, name="intake")
+
+    async def aclose(self) -> None:
+        await self._writes.aclose()
+
+    async def _store(self, batch: Sequence[_Accepted]) -> list[BaseException | None]:
+        """Calls taken at the same moment commit together; a repeat among them (a unique
+        constraint refusing the batch) sends each back alone, to learn which one it was."""
+        try:
+            async with self._db.write() as conn:
+                await self._insert(conn, batch)
+            return [None] * len(batch)
+        except IntegrityError as exc:
+            if len(batch) == 1:
+                return [exc]
+        outcomes: list[BaseException | None] = []
+        for accepted in batch:
+            try:
+                async with self._db.write() as conn:
+                    await self._insert(conn, [accepted])
+                outcomes.append(None)
+            except IntegrityError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _insert(self, conn: AsyncConnection, batch: Sequence[_Accepted]) -> None:
+        await repo.insert_appeals(conn, [a.new for a in batch])
+        await self._enqueue(conn, [m for a in batch for m in forwarding_messages(a.new.appeal)])
+        await repo.record_audits(conn, [a.audit_entry() for a in batch])
 
     async def accept(self, call: CallIn, idempotency_key: str | None, actor: str) -> IntakeResult:
         content_hash = call.content_hash()
@@ -91,18 +138,9 @@ class IntakeService:
                                        appeal.hotline)
         appeal = _with_deadlines(appeal, planned.due_at, planned.feedback_due_at)
         try:
-            async with self._db.write() as conn:
-                await repo.insert_appeal(
-                    conn, appeal, content_hash=content_hash, idempotency_key=idempotency_key,
-                    request_due_at=planned.request_due_at, now=now,
-                )
-                await self._enqueue(conn, forwarding_messages(appeal))
-                detail: dict[str, object] = {"route": appeal.route.system.value,
-                                             "hotline": appeal.hotline}
-                if registered_late(appeal.received_at, now):
-                    detail["registered_late"] = True  # [001: 15]
-                await repo.record_audit(conn, at=now, actor=actor, action="call.accepted",
-                                        appeal_id=appeal.id, detail=detail)
+            await self._writes.submit(_Accepted(
+                repo.NewAppeal(appeal, content_hash, idempotency_key, planned.request_due_at,
+                               now), actor))
         except IntegrityError:
             # The same journal entry or key is stored already: a repeat, or a conflict.
             repeat = await self._find_repeat(call, idempotency_key, content_hash)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -95,55 +96,83 @@ def _applicant_to_json(applicant: Applicant) -> dict[str, Any]:
     return asdict(applicant)
 
 
-async def insert_appeal(
-    conn: AsyncConnection,
-    appeal: Appeal,
-    *,
-    content_hash: str,
-    idempotency_key: str | None,
-    request_due_at: datetime | None,
-    now: datetime,
-) -> None:
-    await conn.execute(
-        insert(appeals).values(
-            id=appeal.id,
-            hotline=appeal.hotline,
-            journal_id=appeal.journal_id,
-            idempotency_key=idempotency_key,
-            content_hash=content_hash,
-            received_at=appeal.received_at,
-            operator=appeal.operator,
-            applicant=_applicant_to_json(appeal.applicant),
-            problem_address=appeal.problem_address,
-            topic=appeal.topic,
-            summary=appeal.summary,
-            repeat=appeal.repeat,
-            urgency=appeal.urgency.value,
-            answer_channel=appeal.answer_channel.value if appeal.answer_channel else None,
-            informational=appeal.informational,
-            status=appeal.status.value,
-            route=route_to_json(appeal.route),
-            route_system=appeal.route.system.value,
-            executor=appeal.route.executor,
-            due_at=appeal.due_at,
-            feedback_due_at=appeal.feedback_due_at,
-            request_due_at=request_due_at,
-            overdue=False,
-            callback_attempts=0,
-            needs_supervisor=False,
-            created_at=now,
-            updated_at=now,
-            version=1,
-        )
-    )
+@dataclass(frozen=True, slots=True)
+class NewAppeal:
+    """An accepted appeal with what intake decided beside it, ready to insert."""
+
+    appeal: Appeal
+    content_hash: str
+    idempotency_key: str | None
+    request_due_at: datetime | None
+    now: datetime
+
+
+async def insert_appeals(conn: AsyncConnection, new: Sequence[NewAppeal]) -> None:
+    """Many appeals and their first history rows in two statements."""
+    if not new:
+        return
+    await conn.execute(insert(appeals), [_appeal_row(n) for n in new])
     await conn.execute(
         insert(appeal_status_history),
         [
-            {"appeal_id": appeal.id, "status": c.status.value, "at": c.at, "source": c.source,
+            {"appeal_id": n.appeal.id, "status": c.status.value, "at": c.at, "source": c.source,
              "note": c.note}
-            for c in appeal.history
+            for n in new
+            for c in n.appeal.history
         ],
     )
+
+
+def _appeal_row(new: NewAppeal) -> dict[str, Any]:
+    appeal = new.appeal
+    return {
+        "id": appeal.id,
+        "hotline": appeal.hotline,
+        "journal_id": appeal.journal_id,
+        "idempotency_key": new.idempotency_key,
+        "content_hash": new.content_hash,
+        "received_at": appeal.received_at,
+        "operator": appeal.operator,
+        "applicant": _applicant_to_json(appeal.applicant),
+        "problem_address": appeal.problem_address,
+        "topic": appeal.topic,
+        "summary": appeal.summary,
+        "repeat": appeal.repeat,
+        "urgency": appeal.urgency.value,
+        "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
+        "informational": appeal.informational,
+        "status": appeal.status.value,
+        "route": route_to_json(appeal.route),
+        "route_system": appeal.route.system.value,
+        "executor": appeal.route.executor,
+        "due_at": appeal.due_at,
+        "feedback_due_at": appeal.feedback_due_at,
+        "request_due_at": new.request_due_at,
+        "overdue": False,
+        "callback_attempts": 0,
+        "needs_supervisor": False,
+        "created_at": new.now,
+        "updated_at": new.now,
+        "version": 1,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who (a role or component) did what to which appeal; never personal data."""
+
+    at: datetime
+    actor: str
+    action: str
+    appeal_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+async def record_audits(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:
+    if entries:
+        await conn.execute(insert(audit_log), [
+            {"at": e.at, "actor": e.actor, "action": e.action, "appeal_id": e.appeal_id,
+             "detail": e.detail} for e in entries])
 
 
 async def record_audit(
@@ -156,11 +185,7 @@ async def record_audit(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """An audit entry: who (a role or component) did what to which appeal; no personal data."""
-    await conn.execute(
-        insert(audit_log).values(
-            at=at, actor=actor, action=action, appeal_id=appeal_id, detail=detail
-        )
-    )
+    await record_audits(conn, [AuditEntry(at, actor, action, appeal_id, detail)])
 
 
 async def find_existing(
@@ -208,6 +233,14 @@ async def get_appeal(
             for d in delivered
         ),
     )
+
+
+async def get_appeals(conn: AsyncConnection, ids: Collection[str]) -> dict[str, StoredAppeal]:
+    """Appeal rows by id (without history and deliveries); missing ids are left out."""
+    if not ids:
+        return {}
+    rows = (await conn.execute(select(appeals).where(appeals.c.id.in_(list(ids))))).mappings()
+    return {row["id"]: _from_row(row, (), ()) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,9 +320,16 @@ async def count_overdue(conn: AsyncConnection) -> int:
 
 
 async def append_history(conn: AsyncConnection, appeal_id: str, change: StatusChange) -> None:
-    await conn.execute(insert(appeal_status_history).values(
-        appeal_id=appeal_id, status=change.status.value, at=change.at, source=change.source,
-        note=change.note))
+    await append_histories(conn, [(appeal_id, change)])
+
+
+async def append_histories(
+    conn: AsyncConnection, changes: Sequence[tuple[str, StatusChange]]
+) -> None:
+    if changes:
+        await conn.execute(insert(appeal_status_history), [
+            {"appeal_id": appeal_id, "status": c.status.value, "at": c.at, "source": c.source,
+             "note": c.note} for appeal_id, c in changes])
 
 
 async def save_status(

@@ -26,16 +26,6 @@ CALLS = "/api/v1/calls"
 OFFSET = re.compile(r"[+-]\d\d:\d\d$")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """An empty, migrated database: a SQLite file, or this session's PostgreSQL database."""
-    if request.param == "sqlite":
-        url: str = request.getfixturevalue("migrated_sqlite_url")
-    else:
-        url = request.getfixturevalue("migrated_postgres_url")
-    return url
-
-
 @pytest.fixture
 async def api(start_api: StartApi, database_url: str) -> RunningApi:
     return await start_api(database_url)
@@ -238,6 +228,30 @@ async def test_twenty_identical_calls_at_once_make_one_appeal(api: RunningApi) -
     assert len({body["id"] for _, body in results}) == 1
     assert await api.appeal_count() == 1
     assert await api.outbox_count() == 1
+
+
+async def test_calls_taken_at_once_are_each_stored_even_beside_a_repeat_and_a_conflict(
+    api: RunningApi,
+) -> None:
+    """Calls arriving together share a transaction; one refused row must not sink the rest."""
+    _, first = await post(api, valid_call(journal_id="KRS-2026-100000"))
+    bodies = [valid_call(journal_id=f"KRS-2026-1{n:05d}") for n in range(1, 16)]
+    bodies.append(valid_call(journal_id="KRS-2026-100000"))  # a repeat
+    bodies.append(valid_call(journal_id="KRS-2026-100000", summary="Другое"))  # a conflict
+
+    results = await asyncio.gather(*(post(api, body) for body in bodies))
+
+    statuses = [status for status, _ in results]
+    assert statuses[:15] == [201] * 15
+    assert results[15] == (200, first)
+    assert statuses[16] == 409
+    assert len({body["id"] for _, body in results[:15]}) == 15
+    assert await api.appeal_count() == 16
+    assert await api.outbox_count() == 16
+    for _, body in results[:15]:
+        status, stored = await get(api, f"{CALLS}/{body['id']}")
+        assert status == 200
+        assert [h["status"] for h in stored["history"]] == ["accepted"]
 
 
 # --- refusals ----------------------------------------------------------------------------
