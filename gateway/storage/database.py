@@ -6,8 +6,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from gateway.storage.sqlite_trips import one_trip_connector
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -23,8 +25,15 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     messages end up in logs.
     """
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                                     hide_parameters=True)
+        timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
+        parsed = make_url(url)
+        if parsed.database in (None, "", ":memory:") or parsed.query:
+            engine = create_async_engine(url, connect_args={"timeout": timeout_s},
+                                         hide_parameters=True)
+        else:  # a plain file: statements in one trip each (see sqlite_trips)
+            engine = create_async_engine(
+                url, async_creator=one_trip_connector(parsed.database, timeout_s=timeout_s),
+                hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
