@@ -202,9 +202,11 @@ def main() -> None:
     gateway_cmd = [sys.executable, "-m", "gateway.cli"]
     with _process([*gateway_cmd, "sim", "pos", "--port", str(sim_port)], env, work):
         _wait_http(f"{sim_url}/_sim/stats")
-        bare = asyncio.run(_bare(sim_url, args.calls, args.concurrency))
+        # The gateway starts first: its start-up poll then finds an empty simulator rather
+        # than paging through the bare client's messages while it is being measured.
         with _process([*gateway_cmd, "run"], gw_env, work):
             _wait_http(f"{base}/healthz")
+            bare = asyncio.run(_bare(sim_url, args.calls, args.concurrency))
             gateway = asyncio.run(_gateway(base, args.calls, args.concurrency))
             ids = asyncio.run(_steady(base, args.rate, args.seconds))
         latencies = sorted(_latencies(work / "gateway.db", ids))
