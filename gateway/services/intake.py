@@ -3,9 +3,8 @@
 The appeal, its first history entry, the audit entry and the outbox rows that forward it
 commit in one transaction: a call is either fully accepted or not at all. Calls taken at
 the same moment share that transaction (group commit): under load that is most of the
-difference in throughput. Repeats are
-recognised by hotline + journal id and by the Idempotency-Key, also under a race (the
-unique constraints decide, and the loser re-reads).
+difference in throughput. Repeats are recognised by hotline + journal id and by the
+Idempotency-Key, also under a race (the unique constraints decide, and the loser re-reads).
 """
 
 from __future__ import annotations
