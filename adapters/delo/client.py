@@ -21,7 +21,6 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
-from email.utils import parsedate_to_datetime
 from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
@@ -39,6 +38,7 @@ from adapters.delo.multipart import (
     decode_responses,
     encode_requests,
 )
+from adapters.retry_after import parse_retry_after
 from gateway.domain.appeal import Appeal, Applicant, DeliveryChannel, Urgency
 from gateway.domain.ports import Answer, ExternalRef, ExternalUpdate, UpdatesPage
 from outbox.errors import Ambiguous, HandlerOutcome, Permanent, Transient
@@ -563,7 +563,7 @@ class DeloClient:
             raise Transient(f"delo: login failed ({type(exc).__name__})") from None
         if response.status_code == 429 or response.status_code >= 500:
             raise Transient(f"delo: login answered HTTP {response.status_code}",
-                            retry_after=_retry_after(response))
+                            retry_after=parse_retry_after(response.headers.get("retry-after")))
         session_id = _session_cookie(response) if response.is_success else None
         if session_id is None:
             raise Permanent(f"delo: login refused (HTTP {response.status_code}) "
@@ -727,7 +727,7 @@ def _raise_for_status(response: httpx.Response, what: str, *, effect: bool) -> N
     code = response.status_code
     if response.is_success:
         return
-    retry_after = _retry_after(response)
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
     if code in (429, 503):
         raise Transient(f"delo: {what} throttled (HTTP {code})", retry_after=retry_after)
     if code in (502, 504, 408) and effect:
@@ -762,24 +762,6 @@ def _transport_outcome(exc: httpx.TransportError, what: str, *, effect: bool) ->
     if effect:
         return Ambiguous(f"delo: {what} sent, answer lost ({name}); may have been applied")
     return Transient(f"delo: {what} failed ({name})")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """`Retry-After` in seconds, given as a number or an HTTP date."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _session_cookie(response: httpx.Response) -> str | None:

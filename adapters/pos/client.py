@@ -19,7 +19,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote
@@ -30,6 +29,7 @@ from pydantic import ValidationError
 
 from adapters.pos import wire
 from adapters.pos.mapping import PosMapping, load_mapping
+from adapters.retry_after import parse_retry_after
 from gateway.domain.appeal import Appeal, DeliveryChannel
 from gateway.domain.ports import (
     Answer,
@@ -128,24 +128,6 @@ def message_text(prefix: str, summary: str) -> str:
     if not marker or summary.startswith(marker):
         return summary
     return f"{marker}. {summary}"
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, (_aware(when) - (now or datetime.now(UTC))).total_seconds())
 
 
 def _error_code(response: httpx.Response) -> str:

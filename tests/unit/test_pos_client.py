@@ -20,9 +20,9 @@ from adapters.pos.client import (
     PosClient,
     cursor_since,
     message_text,
-    parse_retry_after,
 )
 from adapters.pos.mapping import load_mapping
+from adapters.retry_after import parse_retry_after
 from gateway.domain.appeal import (
     AnswerChannel,
     Appeal,
