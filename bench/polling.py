@@ -29,9 +29,10 @@ from adapters.pos.client import PosClient, cursor_since
 from adapters.pos.simulator import PosSimulatorSettings, start_simulator
 from gateway.clock import SystemClock
 from gateway.services.polling import Poller
-from gateway.storage.database import Database, create_engine
+from gateway.storage.database import create_engine
 from gateway.storage.migrate import upgrade
 from gateway.storage.tables import appeals, poller_cursors
+from gateway.storage.unit_of_work import SqlStorage
 from outbox.store import store_for
 
 ROUTE: dict[str, Any] = {"system": "pos", "executor": "bench", "pos": {"category_id": 101,
@@ -88,8 +89,8 @@ async def run(open_appeals: int, changed_percent: float, page_size: int) -> dict
     client = PosClient(sim.url, PosSimulatorSettings().token)
     client._http.event_hooks["request"].append(count)
     outbox = store_for(engine)
-    poller = Poller("pos", client, Database(engine, outbox.transaction), SystemClock(),
-                    enqueue=outbox.enqueue, zone_of=lambda _h: UTC, interval_s=60,
+    poller = Poller("pos", client, SqlStorage(engine, outbox, SystemClock()), SystemClock(),
+                    zone_of=lambda _h: UTC, interval_s=60,
                     page_size=page_size)
     # A deployment starts following from now, not from the platform's whole history.
     async with engine.begin() as conn:

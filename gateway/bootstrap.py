@@ -40,11 +40,12 @@ from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
-from gateway.storage.database import Database, create_engine
+from gateway.storage.database import create_engine
+from gateway.storage.unit_of_work import SqlStorage
 from outbox.dispatcher import Dispatcher, DispatcherSettings
 from outbox.handlers import Handlers
 from outbox.metrics import OutboxMetrics
-from outbox.store import OutboxStore, SqlOutboxStore, store_for
+from outbox.store import SqlOutboxStore, store_for
 
 log = structlog.get_logger(__name__)
 
@@ -69,9 +70,9 @@ class Gateway:
 
     settings: Settings
     engine: AsyncEngine
-    db: Database
+    storage: SqlStorage
     clock: Clock
-    outbox: OutboxStore
+    outbox: SqlOutboxStore
     intake: IntakeService
     status: StatusReport
     forwarding: Forwarding
@@ -92,7 +93,7 @@ def bootstrap(
     *,
     engine: AsyncEngine | None = None,
     clock: Clock | None = None,
-    outbox: OutboxStore | None = None,
+    outbox: SqlOutboxStore | None = None,
     routes: RoutePlanner | None = None,
     deadlines: PolicyDeadlines | None = None,
     adapters: Adapters | None = None,
@@ -106,16 +107,16 @@ def bootstrap(
         routes = routes or loaded_routes
         deadlines = deadlines or loaded_deadlines
     adapters = adapters if adapters is not None else build_adapters(settings)
-    db = Database(engine, outbox.transaction if isinstance(outbox, SqlOutboxStore) else None)
+    storage = SqlStorage(engine, outbox, clock)
 
     intake = IntakeService(
-        db=db, enqueue=outbox.enqueue, routes=routes, deadlines=deadlines, clock=clock,
+        storage=storage, routes=routes, deadlines=deadlines, clock=clock,
         hotlines=frozenset(h.code for h in settings.hotlines),
     )
     forwarding = Forwarding(
-        db, clock, registrars=adapters.registrars, confirmers=adapters.confirmers,
+        storage, clock, registrars=adapters.registrars, confirmers=adapters.confirmers,
         mailer=adapters.mailer, letters=adapters.letters,
-        request_answer_due=deadlines.request_answer_due, enqueue=outbox.enqueue,
+        request_answer_due=deadlines.request_answer_due,
     )
     metrics = OutboxMetrics(registry or CollectorRegistry())
     dispatcher = Dispatcher(
@@ -131,32 +132,32 @@ def bootstrap(
     )
     pollers = {
         system: Poller(
-            system, source, db, clock, enqueue=outbox.enqueue, zone_of=settings.zone_of,
+            system, source, storage, clock, zone_of=settings.zone_of,
             interval_s=_poll_interval(settings, system), page_size=_page_size(settings, system),
         )
         for system, source in adapters.sources.items()
     }
-    sla = SlaWatch(db, clock)
+    sla = SlaWatch(storage, clock)
     loops: list[tuple[str, Loop]] = [(f"poller.{name}", p) for name, p in pollers.items()]
     loops.append(("sla", sla))
     daemon = Daemon(dispatcher, loops, adapters.closers)
 
-    status = StatusReport(engine, outbox, clock, gateway.__version__, tuple(pollers))
-    desk = DeliveryDesk(db, outbox.enqueue, clock, deadlines.callback_rule,
-                        deadlines.calendar, settings.zone_of)
+    status = StatusReport(storage, outbox, clock, gateway.__version__, tuple(pollers))
+    desk = DeliveryDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
+                        settings.zone_of)
     tokens = (
         parse_api_tokens(settings.api_tokens.get_secret_value()) if settings.api_tokens else {}
     )
     app = build_app(
         ApiServices(
-            engine=engine, db=db, intake=intake, status=status, clock=clock,
+            engine=engine, storage=storage, intake=intake, status=status, clock=clock,
             version=gateway.__version__, max_body_bytes=settings.http.max_body_bytes,
             outbox=outbox, zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
         ),
         tokens,
     )
-    return Gateway(settings, engine, db, clock, outbox, intake, status, forwarding, pollers, sla,
-                   daemon, app)
+    return Gateway(settings, engine, storage, clock, outbox, intake, status, forwarding, pollers,
+                   sla, daemon, app)
 
 
 def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:

@@ -324,8 +324,8 @@ async def _pos_import(settings: Settings, path: Path) -> int:
                 planned_completion=row.planned_completion))
             for row in parsed.rows
         ]
-        report = await import_rows(gateway.db, "pos", rows, clock=gateway.clock,
-                                   enqueue=gateway.outbox.enqueue, zone_of=settings.zone_of)
+        report = await import_rows(gateway.storage, "pos", rows, clock=gateway.clock,
+                                   zone_of=settings.zone_of)
     finally:
         await gateway.close()
     print(report.text([(bad.row, bad.reason) for bad in parsed.bad_rows]))
@@ -344,7 +344,7 @@ def _cmd_outbox_retry(args: argparse.Namespace) -> int:
 
 async def _outbox_retry(settings: Settings, message_id: int | None, all_dead: bool) -> int:
     from gateway.bootstrap import Adapters, bootstrap
-    from gateway.storage import appeals as repo
+    from gateway.services.unit_of_work import AuditEntry
 
     gateway = bootstrap(settings, adapters=Adapters())
     try:
@@ -361,9 +361,8 @@ async def _outbox_retry(settings: Settings, message_id: int | None, all_dead: bo
                 return 1
             detail = {"outbox_id": message_id}
             print(f"re-driven: {message_id}")
-        async with gateway.db.write() as conn:
-            await repo.record_audit(conn, at=gateway.clock.now(), actor="cli",
-                                    action="outbox.redriven", detail=detail)
+        async with gateway.storage.write() as uow:
+            uow.audit(AuditEntry(gateway.clock.now(), "cli", "outbox.redriven", None, detail))
         return 0
     finally:
         await gateway.close()

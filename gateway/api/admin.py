@@ -16,7 +16,7 @@ from gateway.api.bodies import BAD_QUERY, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
 from gateway.api.wire import OutboxQuery
-from gateway.storage import appeals as repo
+from gateway.services.unit_of_work import AuditEntry
 from outbox.schema import State
 from outbox.store import MessageRecord
 
@@ -58,12 +58,10 @@ async def retry_outbox(request: web.Request) -> web.Response:
         raise ApiError(409, "not_dead",
                        f"Запись в состоянии {row.state}; повторить можно только dead "
                        f"/ the row is {row.state}; only dead rows can be re-driven")
-    now = services.clock.now()
-    async with services.db.write() as conn:
-        await repo.record_audit(conn, at=now, actor=request[ROLE_KEY], action="outbox.redriven",
-                                appeal_id=row.ordering_key,
-                                detail={"outbox_id": message_id, "target": row.target,
-                                        "action": row.action})
+    async with services.storage.write() as uow:
+        uow.audit(AuditEntry(services.clock.now(), request[ROLE_KEY], "outbox.redriven",
+                             row.ordering_key, {"outbox_id": message_id, "target": row.target,
+                                                "action": row.action}))
     refreshed = await services.outbox.get(message_id)
     assert refreshed is not None
     return json_response(outbox_body(refreshed))

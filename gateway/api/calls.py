@@ -13,8 +13,9 @@ from gateway.api.bodies import BAD_QUERY, read_json_object, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
 from gateway.api.wire import CallIn, ListQuery, iso
+from gateway.domain.appeal import Appeal
 from gateway.services.intake import CallConflict, CallRefused
-from gateway.storage import appeals as repo
+from gateway.services.unit_of_work import BadCursor
 
 routes = web.RouteTableDef()
 
@@ -44,13 +45,12 @@ async def post_call(request: web.Request) -> web.Response:
             f"/ this {exc.by} was already used for a different call",
             {exc.by: f"already used by appeal {exc.existing_id}"},
         ) from None
-    stored = result.stored
-    zone = services.zone_of(stored.appeal.hotline)
-    return json_response(intake_body(stored, zone), status=201 if result.created else 200)
+    appeal = result.appeal
+    zone = services.zone_of(appeal.hotline)
+    return json_response(intake_body(appeal, zone), status=201 if result.created else 200)
 
 
-def intake_body(stored: repo.StoredAppeal, zone: tzinfo) -> dict[str, Any]:
-    appeal = stored.appeal
+def intake_body(appeal: Appeal, zone: tzinfo) -> dict[str, Any]:
     return {
         "id": appeal.id,
         "status": "accepted",
@@ -69,12 +69,12 @@ async def get_call(request: web.Request) -> web.Response:
     appeal_id = request.match_info["id"]
     if not _is_uuid(appeal_id):
         raise ApiError(404, "not_found", "Обращение не найдено / no such call")
-    async with services.engine.connect() as conn:
-        stored = await repo.get_appeal(conn, appeal_id)
-    if stored is None:
+    async with services.storage.read() as uow:
+        appeal = await uow.appeals.get(appeal_id)
+    if appeal is None:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call")
-    zone = services.zone_of(stored.appeal.hotline)
-    return json_response(appeal_body(stored, zone, with_history=True))
+    zone = services.zone_of(appeal.hotline)
+    return json_response(appeal_body(appeal, zone, with_history=True))
 
 
 def _is_uuid(value: str) -> bool:
@@ -91,26 +91,24 @@ async def list_calls(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     query = validated(ListQuery, dict(request.query), BAD_QUERY)
     try:
-        async with services.engine.connect() as conn:
-            page = await repo.list_appeals(
-                conn, status=query.status, updated_since=query.updated_since,
+        async with services.storage.read() as uow:
+            page = await uow.appeals.page(
+                status=query.status, updated_since=query.updated_since,
                 overdue=query.overdue, limit=query.limit, cursor=query.cursor,
             )
-    except repo.BadCursor:
+    except BadCursor:
         raise ApiError(422, "validation", "Неверный cursor / bad cursor",
                        {"cursor": "not a cursor this API gave out"}) from None
     return json_response(
-        {"items": [appeal_body(s, services.zone_of(s.appeal.hotline), with_history=False)
-                   for s in page.items],
+        {"items": [appeal_body(a, services.zone_of(a.hotline), with_history=False)
+                   for a in page.items],
          "next_cursor": page.next_cursor},
     )
 
 
-def appeal_body(
-    stored: repo.StoredAppeal, zone: tzinfo, *, with_history: bool
-) -> dict[str, Any]:
+def appeal_body(appeal: Appeal, zone: tzinfo, *, with_history: bool) -> dict[str, Any]:
     """An appeal for people allowed to see personal data (operator, delivery, admin)."""
-    appeal = stored.appeal
+    external = appeal.external
     applicant = appeal.applicant
     body: dict[str, Any] = {
         "id": appeal.id,
@@ -137,21 +135,21 @@ def appeal_body(
             "due_at": iso(appeal.due_at, zone),
         },
         "external": {
-            "system": stored.external_system,
-            "id": stored.external_id,
-            "number": stored.external_number,
-            "stage": stored.external_stage,
-        } if stored.external_id else None,
+            "system": external.system,
+            "id": external.id,
+            "number": external.number,
+            "stage": external.stage,
+        } if external else None,
         "deadlines": {
             "due_at": iso(appeal.due_at, zone),
             "feedback_due_at": iso(appeal.feedback_due_at, zone),
-            "request_due_at": iso(stored.request_due_at, zone),
-            "overdue": stored.overdue,
+            "request_due_at": iso(appeal.request_due_at, zone),
+            "overdue": appeal.overdue,
         },
-        "answer": {"text": stored.answer_text, "ready_at": iso(stored.answer_ready_at, zone)}
-        if stored.answer_text is not None else None,
-        "created_at": iso(stored.created_at, zone),
-        "updated_at": iso(stored.updated_at, zone),
+        "answer": {"text": appeal.answer_text, "ready_at": iso(appeal.answer_ready_at, zone)}
+        if appeal.answer_text is not None else None,
+        "created_at": iso(appeal.created_at, zone),
+        "updated_at": iso(appeal.updated_at, zone),
     }
     if with_history:
         body["history"] = [
@@ -161,6 +159,6 @@ def appeal_body(
         body["deliveries"] = [
             {"channel": d.channel, "outcome": d.outcome, "at": iso(d.at, zone), "by": d.by,
              "source": d.source}
-            for d in stored.deliveries
+            for d in appeal.deliveries
         ]
     return body

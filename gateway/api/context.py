@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.ports import Clock
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
-from gateway.storage.database import Database
+from gateway.services.unit_of_work import Storage
 from outbox.metrics import OutboxMetrics
 from outbox.store import OutboxStore
 
@@ -25,7 +25,7 @@ class StatusReporter(Protocol):
 @dataclass(frozen=True, slots=True)
 class ApiServices:
     engine: AsyncEngine
-    db: Database
+    storage: Storage
     intake: IntakeService
     status: StatusReporter
     clock: Clock

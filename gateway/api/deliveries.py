@@ -12,9 +12,14 @@ from gateway.api.bodies import BAD_QUERY, read_json_object, validated
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
 from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn, iso
-from gateway.services.delivery import AnswerNotReady, Delivery, DeliveryConflict
-from gateway.services.delivery_desk import CallbacksExhausted, DeliveryDesk
-from gateway.storage import appeals as repo
+from gateway.domain.appeal import (
+    AnswerNotReady,
+    Appeal,
+    CallbacksExhausted,
+    Delivery,
+    DeliveryConflict,
+)
+from gateway.services.delivery_desk import DeliveryDesk
 
 routes = web.RouteTableDef()
 
@@ -32,27 +37,28 @@ async def worklist(request: web.Request) -> web.Response:
     query = validated(DeliveriesQuery, dict(request.query), BAD_QUERY)
     ready = await _desk(services).ready(query.limit)
     return json_response({"items": [
-        ready_item(s, services.zone_of(s.appeal.hotline)) for s in ready]})
+        ready_item(a, services.zone_of(a.hotline)) for a in ready]})
 
 
-def ready_item(stored: repo.StoredAppeal, zone: tzinfo) -> dict[str, Any]:
-    appeal = stored.appeal
+def ready_item(appeal: Appeal, zone: tzinfo) -> dict[str, Any]:
     applicant = appeal.applicant
+    external = appeal.external
     return {
         "id": appeal.id,
         "journal_id": appeal.journal_id,
-        "external": {"system": stored.external_system, "id": stored.external_id,
-                     "number": stored.external_number},
-        "answer_text": stored.answer_text,
-        "answer_ready_at": iso(stored.answer_ready_at, zone),
+        "external": {"system": external.system if external else None,
+                     "id": external.id if external else None,
+                     "number": external.number if external else None},
+        "answer_text": appeal.answer_text,
+        "answer_ready_at": iso(appeal.answer_ready_at, zone),
         "applicant": {"last_name": applicant.last_name, "first_name": applicant.first_name,
                       "middle_name": applicant.middle_name, "phone": applicant.phone,
                       "email": applicant.email, "postal_address": applicant.postal_address},
         "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
         "due_at": iso(appeal.feedback_due_at or appeal.due_at, zone),
-        "attempts": stored.callback_attempts,
-        "next_attempt_at": iso(stored.next_callback_at, zone),
-        "needs_supervisor": stored.needs_supervisor,
+        "attempts": appeal.callback_attempts,
+        "next_attempt_at": iso(appeal.next_callback_at, zone),
+        "needs_supervisor": appeal.needs_supervisor,
     }
 
 
@@ -75,9 +81,7 @@ async def record_attempt(request: web.Request) -> web.Response:
                        f"Уже {exc.attempts} неудачные попытки; решение за руководителем "
                        f"/ {exc.attempts} failed tries already; the supervisor decides next",
                        ) from None
-    async with services.engine.connect() as conn:
-        stored = await repo.get_appeal(conn, appeal_id)
-    zone = services.zone_of(stored.appeal.hotline) if stored else None
+    zone = services.zone_of(result.appeal.hotline)
     return json_response({
         "id": appeal_id,
         "attempts": result.attempts,
@@ -95,7 +99,7 @@ async def confirm_delivery(request: web.Request) -> web.Response:
                          "Доставка описана с ошибками / invalid delivery")
     appeal_id = request.match_info["id"]
     try:
-        result = await _desk(services).deliver(
+        outcome = await _desk(services).deliver(
             appeal_id,
             Delivery(delivery.channel, delivery.delivered_at or services.clock.now(),
                      delivery.by, "gateway"),
@@ -109,16 +113,14 @@ async def confirm_delivery(request: web.Request) -> web.Response:
                        f"Доставка уже подтверждена другим каналом ({exc.recorded}) "
                        f"/ delivery already confirmed by another channel ({exc.recorded})",
                        {"channel": f"already confirmed as {exc.recorded}"}) from None
-    async with services.engine.connect() as conn:
-        stored = await repo.get_appeal(conn, appeal_id)
-    assert stored is not None
-    zone = services.zone_of(stored.appeal.hotline)
+    appeal = outcome.appeal
+    zone = services.zone_of(appeal.hotline)
     return json_response({
         "id": appeal_id,
-        "status": stored.appeal.status.value,
-        "channel": stored.delivery_channel,
-        "delivered_at": iso(stored.delivered_at, zone),
-        "result": result.value,
+        "status": appeal.status.value,
+        "channel": appeal.delivery_channel,
+        "delivered_at": iso(appeal.delivered_at, zone),
+        "result": outcome.result.value,
     })
 
 

@@ -1,13 +1,54 @@
 """An appeal (обращение): a call taken by a hotline operator, and its life until the answer
-reaches the citizen."""
+reaches the citizen.
+
+Every rule about how an appeal moves lives on the `Appeal` itself: its methods change it
+and record what happened as events (`gateway.domain.events`), which the unit of work
+turns into history, audit and outbox rows in the same commit. Services only load, call
+one method, and commit.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, time, timedelta, tzinfo
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
+from gateway.domain import events as ev
+from gateway.domain.ports import ExternalRef, ExternalUpdate
 from gateway.domain.route import Route
+from gateway.domain.status import (
+    READY_FOR_DELIVERY,
+    REGISTERABLE,
+    UNANSWERED,
+    UNDELIVERED,
+    AppealStatus,
+    TransitionNotAllowed,
+    can_transition,
+    is_step_back,
+)
+
+__all__ = [
+    "AnswerChannel",
+    "AnswerNotReady",
+    "Appeal",
+    "AppealStatus",
+    "Applicant",
+    "CallbacksExhausted",
+    "Delivery",
+    "DeliveryChannel",
+    "DeliveryConflict",
+    "DeliveryRecord",
+    "DeliveryResult",
+    "StatusChange",
+    "TransitionNotAllowed",
+    "Urgency",
+    "can_transition",
+]
+
+# An extension moves the deadline to the end of the executor's new planned day.
+PLANNED_DAY_ENDS_AT = time(18, 0)
 
 
 class Urgency(StrEnum):
@@ -24,64 +65,44 @@ class AnswerChannel(StrEnum):
 
 
 class DeliveryChannel(StrEnum):
-    """How the answer actually reached the applicant (ПОС's confirmation channels)."""
+    """How the answer actually reached the applicant (ПОС's confirmation channels).
+
+    UNKNOWN: a target system reported the delivery without saying how; never chosen by
+    a person.
+    """
 
     PHONE = "phone"
     EMAIL = "email"
     POST = "post"
     HAND = "hand"
+    UNKNOWN = "unknown"
 
 
-class AppealStatus(StrEnum):
-    ACCEPTED = "accepted"  # stored and queued
-    JOURNALED = "journaled"  # informational: answered on the spot, not forwarded [002: 2.8.2]
-    REGISTERED = "registered"  # the target system holds it
-    IN_PROGRESS = "in_progress"  # the target system is working on it
-    ANSWER_READY = "answer_ready"  # «Ответ готов к передаче»
-    ANSWER_SENT = "answer_sent"  # «Ответ отправлен заявителю» (ПОС e-mailed it itself)
-    DELIVERED = "delivered"  # «Ответ передан заявителю»
-    REJECTED = "rejected"  # the target system refused it, with a reason
-    FAILED = "failed"  # forwarding failed for good (dead letter); needs an admin
+class DeliveryResult(StrEnum):
+    RECORDED = "recorded"
+    ALREADY_RECORDED = "already_recorded"
 
 
-_ALLOWED: dict[AppealStatus, frozenset[AppealStatus]] = {
-    AppealStatus.ACCEPTED: frozenset(
-        {AppealStatus.REGISTERED, AppealStatus.FAILED, AppealStatus.REJECTED,
-         AppealStatus.IN_PROGRESS, AppealStatus.ANSWER_READY}
-    ),
-    AppealStatus.REGISTERED: frozenset(
-        {AppealStatus.IN_PROGRESS, AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT,
-         AppealStatus.DELIVERED, AppealStatus.REJECTED}
-    ),
-    AppealStatus.IN_PROGRESS: frozenset(
-        {AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT, AppealStatus.DELIVERED,
-         AppealStatus.REJECTED}
-    ),
-    AppealStatus.ANSWER_READY: frozenset(
-        {AppealStatus.ANSWER_SENT, AppealStatus.DELIVERED, AppealStatus.IN_PROGRESS}
-    ),
-    AppealStatus.ANSWER_SENT: frozenset({AppealStatus.DELIVERED}),
-    AppealStatus.FAILED: frozenset({AppealStatus.ACCEPTED, AppealStatus.REGISTERED}),
-    AppealStatus.DELIVERED: frozenset(),
-    AppealStatus.REJECTED: frozenset(),
-    AppealStatus.JOURNALED: frozenset(),
-}
-
-OPEN_STATUSES: frozenset[AppealStatus] = frozenset(
-    {AppealStatus.ACCEPTED, AppealStatus.REGISTERED, AppealStatus.IN_PROGRESS,
-     AppealStatus.ANSWER_READY, AppealStatus.FAILED}
-)
+class AnswerNotReady(Exception):
+    def __init__(self, status: AppealStatus) -> None:
+        super().__init__(status.value)
+        self.status = status
 
 
-class TransitionNotAllowed(Exception):
-    def __init__(self, current: AppealStatus, wanted: AppealStatus) -> None:
-        super().__init__(f"status {current.value} cannot change to {wanted.value}")
-        self.current = current
-        self.wanted = wanted
+class DeliveryConflict(Exception):
+    """Delivered already, by another channel."""
+
+    def __init__(self, recorded: str) -> None:
+        super().__init__(recorded)
+        self.recorded = recorded
 
 
-def can_transition(current: AppealStatus, wanted: AppealStatus) -> bool:
-    return current == wanted or wanted in _ALLOWED[current]
+class CallbacksExhausted(Exception):
+    """[001: 13] three tries in all; after that the supervisor decides, not another retry."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +130,37 @@ class StatusChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """A confirmation that the answer reached the applicant, whoever saw it first."""
+
+    channel: DeliveryChannel
+    delivered_at: datetime
+    by: str | None
+    source: str  # gateway | pos | delo | email
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One try to pass the answer on: delivered, or a callback nobody answered."""
+
+    channel: str
+    outcome: str  # delivered | no_answer | busy | unreachable
+    at: datetime
+    by: str | None
+    source: str
+
+
+if TYPE_CHECKING:
+    from gateway.domain.deadlines import CallbackAttempt
+
+    # The next callback's window from the first miss and the failed tries [001: 13].
+    CallbackPlanner = Callable[[datetime, Sequence[datetime]], CallbackAttempt | None]
+
+
+@dataclass(slots=True, eq=False)
 class Appeal:
+    """The aggregate: change it only through its methods, which record events."""
+
     id: str
     hotline: str
     journal_id: str
@@ -127,15 +178,222 @@ class Appeal:
     route: Route
     due_at: datetime | None
     feedback_due_at: datetime | None = None
-    history: tuple[StatusChange, ...] = field(default_factory=tuple)
+    # [004: 10.2] when the official's answer to an e-mail request is due.
+    request_due_at: datetime | None = None
+    overdue: bool = False
+    # [002: 2.8.10] when the "interim answer due" reminder went out.
+    interim_reminded_at: datetime | None = None
+    external: ExternalRef | None = None  # the record it became in the target system
+    answer_text: str | None = None
+    answer_ready_at: datetime | None = None
+    delivered_at: datetime | None = None
+    delivery_channel: str | None = None
+    # [001: 13] failed callbacks so far, when the next is due, and the supervisor's flag.
+    callback_attempts: int = 0
+    next_callback_at: datetime | None = None
+    needs_supervisor: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    # What was loaded of the appeal's past: a bulk load leaves both empty.
+    history: tuple[StatusChange, ...] = ()
+    deliveries: tuple[DeliveryRecord, ...] = ()
+    events: list[ev.Event] = field(default_factory=list, repr=False)
 
-    def moved_to(self, wanted: AppealStatus, at: datetime, source: str,
-                 note: str | None = None) -> Appeal:
-        """The appeal after a status change; the same appeal when nothing changes."""
+    # -- intake ---------------------------------------------------------------------------
+
+    def accepted(self, at: datetime, actor: str, *, registered_late: bool) -> None:
+        """Just taken: its first status, and (if forwarded) the rows that forward it."""
+        self._record_status(self.status, at, "intake")
+        self.events.append(ev.CallAccepted(
+            self.id, at, actor, self.route.system.value, self.hotline, registered_late))
+
+    # -- forwarding -----------------------------------------------------------------------
+
+    def is_registered_in(self, system: str) -> bool:
+        """The target system's record and its number are known: nothing left to register."""
+        return (self.external is not None and self.external.system == system
+                and self.external.number is not None)
+
+    def knows_record_in(self, system: str) -> bool:
+        return self.external is not None and self.external.system == system
+
+    def register(self, ref: ExternalRef, at: datetime) -> None:
+        """The target system holds it. Never moves it back: when the poller saw the record
+        first, the status stays and only what the appeal lacked is added."""
+        stage = ref.stage or (self.external.stage if self.external else None)
+        self.external = replace(ref, stage=stage)
+        if self.status in REGISTERABLE:
+            self._move(AppealStatus.REGISTERED, at, ref.system, note=ref.number)
+        self.events.append(ev.Registered(self.id, at, ref.system, ref.system, ref.id,
+                                             ref.number))
+
+    def request_sent(self, recipients: int, at: datetime) -> None:
+        """[004: 10.1] a request went by e-mail; the first one registers the appeal."""
+        if self.status is AppealStatus.ACCEPTED:
+            self._move(AppealStatus.REGISTERED, at, "email", note="request sent")
+        self.events.append(ev.RequestSent(self.id, at, "email", recipients))
+
+    # -- what the target system says ------------------------------------------------------
+
+    def apply_remote(self, change: ExternalUpdate, now: datetime, *, extends_deadline: bool,
+                     zone: tzinfo) -> bool:
+        """Applies one change from a poll or an export; False when it was known already.
+
+        Idempotent: statuses only move forward, the answer text is stored when it differs,
+        and a delivery is recorded once. Only systems whose planned date is an executor's
+        extension (`extends_deadline`: «Дело») move our deadline; ПОС's planned completion
+        is the platform's own term and must not hide a call going overdue.
+        """
+        system = change.system
+        details = False
+        if self.external is None:
+            self.external = ExternalRef(system, change.external_id)
+            details = True
+        if self.external.stage != change.stage:
+            self.external = replace(self.external, stage=change.stage)
+            details = True
+        if change.answer is not None and self.answer_text != change.answer.text:
+            self.answer_text = change.answer.text
+            self.answer_ready_at = change.answer.approved_at or change.updated_at
+            details = True
+        if change.planned_completion is not None and extends_deadline:
+            planned = datetime.combine(change.planned_completion, PLANNED_DAY_ENDS_AT, zone)
+            if self.due_at is None or planned > self.due_at:
+                self.due_at = planned  # the executor's extension
+                self.overdue = planned < now
+                details = True
+
+        wanted = AppealStatus(change.status)
+        if wanted is AppealStatus.DELIVERED:
+            return self._delivery_reported(change, now) or self._touched(details, now, system)
+        if wanted != self.status and can_transition(self.status, wanted) and not is_step_back(
+                self.status, wanted):
+            self._move(wanted, now, system, note=change.stage)
+            if wanted is AppealStatus.ANSWER_READY:
+                self._answer_ready(now, system)
+            return True
+        return self._touched(details, now, system)
+
+    def _delivery_reported(self, change: ExternalUpdate, now: datetime) -> bool:
+        """A delivery seen upstream is a delivery: recorded with its row like any other
+        (channel unknown when the source does not say)."""
+        system = change.system
+        reported = change.delivery
+        delivery = Delivery(
+            reported.channel if reported else DeliveryChannel.UNKNOWN,
+            reported.confirmed_at if reported else change.updated_at,
+            reported.confirmed_by if reported else None, system)
+        if self.status not in READY_FOR_DELIVERY and self.status is not AppealStatus.DELIVERED \
+                and can_transition(self.status, AppealStatus.ANSWER_READY):
+            # Answered and delivered between two polls: pass through «Ответ готов к передаче».
+            self._move(AppealStatus.ANSWER_READY, now, system,
+                       note=AppealStatus.ANSWER_READY.value)
+            self.events.append(ev.AnswerReady(self.id, now, system))
+        try:
+            return self.deliver(delivery, now, actor=system) is DeliveryResult.RECORDED
+        except (AnswerNotReady, DeliveryConflict) as exc:
+            self.events.append(ev.DeliveryNotApplied(self.id, now, system, system,
+                                                         type(exc).__name__))
+            return False
+
+    def _answer_ready(self, at: datetime, actor: str) -> None:
+        # The applicant chose e-mail: the gateway sends it, then confirms. Without the text
+        # (an export row says only the stage) an operator delivers it.
+        mail = self.answer_channel is AnswerChannel.EMAIL and bool(self.answer_text)
+        self.events.append(ev.AnswerReady(self.id, at, actor, mail))
+
+    def _touched(self, details: bool, at: datetime, actor: str) -> bool:
+        if details:
+            self.events.append(ev.RemoteDetailsChanged(self.id, at, actor))
+        return details
+
+    # -- delivery to the citizen -----------------------------------------------------------
+
+    def needs_answer_letter(self) -> bool:
+        """The gateway's own answer letter is still owed: not sent by ПОС, not delivered."""
+        return self.status is AppealStatus.ANSWER_READY and self.answer_text is not None
+
+    def deliver(self, delivery: Delivery, now: datetime, *, actor: str) -> DeliveryResult:
+        """The answer reached the applicant. The first confirmation wins; repeating it is
+        harmless; another channel afterwards is a conflict for a person to look at. One made
+        here is passed on to the target system (ПОС: the channel; «Дело»: control removed
+        only now [002: 2.8.11]); one seen there is not sent back."""
+        if self.status is AppealStatus.DELIVERED:
+            if delivery.channel is DeliveryChannel.UNKNOWN or (
+                    self.delivery_channel == delivery.channel.value):
+                return DeliveryResult.ALREADY_RECORDED
+            raise DeliveryConflict(self.delivery_channel or DeliveryChannel.UNKNOWN.value)
+        if self.status not in READY_FOR_DELIVERY:
+            raise AnswerNotReady(self.status)
+        channel = delivery.channel.value
+        self._move(AppealStatus.DELIVERED, now, delivery.source, note=f"channel {channel}")
+        self.delivered_at = delivery.delivered_at
+        self.delivery_channel = channel
+        self.next_callback_at = None
+        self.deliveries = (*self.deliveries, DeliveryRecord(
+            channel, "delivered", delivery.delivered_at, delivery.by, delivery.source))
+        external = self.external
+        confirm_in = (external.system if external is not None and external.system
+                      != delivery.source else None)
+        self.events.append(ev.Delivered(
+            self.id, now, actor, channel, delivery.delivered_at, delivery.by, delivery.source,
+            confirm_in))
+        return DeliveryResult.RECORDED
+
+    def callback_failed(self, outcome: str, tried_at: datetime, now: datetime, *,
+                        plan_next: CallbackPlanner, actor: str) -> CallbackAttempt | None:
+        """[001: 13] nobody answered: the next try's window, or None when the supervisor
+        must decide (the appeal is then flagged). Needs the appeal's deliveries loaded."""
+        if self.status not in READY_FOR_DELIVERY:
+            raise AnswerNotReady(self.status)
+        if self.needs_supervisor:
+            raise CallbacksExhausted(self.callback_attempts)
+        failed = sorted([d.at for d in self.deliveries if d.outcome != "delivered"]
+                        + [tried_at])
+        start = min(self.answer_ready_at or failed[0], failed[0])
+        attempt = plan_next(start, failed)
+        self.deliveries = (*self.deliveries, DeliveryRecord(
+            DeliveryChannel.PHONE.value, outcome, tried_at, None, "gateway"))
+        self.callback_attempts = len(failed)
+        self.next_callback_at = attempt.not_before if attempt else None
+        self.needs_supervisor = attempt is None
+        self.events.append(ev.CallbackFailed(
+            self.id, now, actor, outcome, tried_at, len(failed), self.needs_supervisor))
+        return attempt
+
+    # -- deadlines -----------------------------------------------------------------------
+
+    def mark_overdue(self, now: datetime) -> bool:
+        """Past its deadline without the answer delivered; marked once."""
+        if self.overdue or self.due_at is None or self.due_at >= now or (
+                self.status not in UNDELIVERED):
+            return False
+        self.overdue = True
+        self.events.append(ev.MarkedOverdue(self.id, now, "sla", self.due_at))
+        return True
+
+    def remind_interim(self, now: datetime, lead: timedelta) -> bool:
+        """[002: 2.8.10] the answer may not come in time: remind once, before the deadline,
+        that an interim answer with the reason and the new date is due."""
+        if self.interim_reminded_at is not None or self.due_at is None or (
+                self.due_at >= now + lead) or self.status not in UNANSWERED:
+            return False
+        self.interim_reminded_at = now
+        self.events.append(ev.InterimAnswerDue(self.id, now, "sla", self.due_at))
+        return True
+
+    # -- the one way a status changes ------------------------------------------------------
+
+    def _move(self, wanted: AppealStatus, at: datetime, source: str,
+              note: str | None = None) -> None:
         if wanted == self.status:
-            return self
+            return
         if not can_transition(self.status, wanted):
             raise TransitionNotAllowed(self.status, wanted)
-        return replace(
-            self, status=wanted, history=(*self.history, StatusChange(wanted, at, source, note))
-        )
+        self.status = wanted
+        self._record_status(wanted, at, source, note)
+
+    def _record_status(self, status: AppealStatus, at: datetime, source: str,
+                       note: str | None = None) -> None:
+        self.history = (*self.history, StatusChange(status, at, source, note))
+        self.events.append(ev.StatusChanged(self.id, at, source, status, note))

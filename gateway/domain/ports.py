@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from gateway.domain.appeal import Appeal, DeliveryChannel
+if TYPE_CHECKING:
+    from gateway.domain.appeal import Appeal, DeliveryChannel
 
 
 class Clock(Protocol):

@@ -6,121 +6,85 @@ third failed try the appeal is flagged for the supervisor rather than dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
 
 import structlog
-from sqlalchemy import and_, insert, select, update
 
-from gateway.domain.appeal import AppealStatus
-from gateway.domain.deadlines import CallbackRule, next_callback_attempt
+from gateway.domain.appeal import Appeal, Delivery, DeliveryResult
+from gateway.domain.deadlines import CallbackAttempt, CallbackRule, next_callback_attempt
 from gateway.domain.ports import Clock, WorkCalendar
-from gateway.services.delivery import (
-    READY_FOR_DELIVERY,
-    AnswerNotReady,
-    Delivery,
-    DeliveryResult,
-    record_delivery,
-)
-from gateway.services.outbox_actions import Enqueue
-from gateway.storage import appeals as repo
-from gateway.storage.database import Database
-from gateway.storage.tables import appeals, deliveries
+from gateway.services.unit_of_work import Storage
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
+    appeal: Appeal
     attempts: int
     next_attempt_at: datetime | None
     next_attempt_by: datetime | None
     needs_supervisor: bool
 
 
-class CallbacksExhausted(Exception):
-    """[001: 13] three tries in all; after that the supervisor decides, not another retry."""
-
-    def __init__(self, attempts: int) -> None:
-        super().__init__(attempts)
-        self.attempts = attempts
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    appeal: Appeal
+    result: DeliveryResult
 
 
 class DeliveryDesk:
     def __init__(
-        self, db: Database, enqueue: Enqueue, clock: Clock, rule: CallbackRule,
+        self, storage: Storage, clock: Clock, rule: CallbackRule,
         calendar: WorkCalendar, zone_of: Callable[[str], tzinfo],
     ) -> None:
-        self._db = db
-        self._enqueue = enqueue
+        self._storage = storage
         self._clock = clock
         self._rule = rule
         self._calendar = calendar
         self._zone_of = zone_of
 
-    async def ready(self, limit: int = 100) -> list[repo.StoredAppeal]:
+    async def ready(self, limit: int = 100) -> list[Appeal]:
         """Answers waiting to reach the applicant, the most urgent callback first."""
-        async with self._db.read() as conn:
-            ids = (await conn.execute(
-                select(appeals.c.id)
-                .where(appeals.c.status == AppealStatus.ANSWER_READY.value)
-                .order_by(appeals.c.needs_supervisor.desc(),
-                          appeals.c.next_callback_at.is_(None),
-                          appeals.c.next_callback_at, appeals.c.answer_ready_at, appeals.c.id)
-                .limit(limit)
-            )).scalars().all()
-            found = [await repo.get_appeal(conn, appeal_id) for appeal_id in ids]
-        return [s for s in found if s is not None]
+        async with self._storage.read() as uow:
+            return await uow.appeals.ready_for_delivery(limit)
 
     async def record_attempt(
         self, appeal_id: str, outcome: str, at: datetime | None, actor: str
     ) -> AttemptResult:
+        """Raises LookupError, AnswerNotReady or CallbacksExhausted."""
         now = self._clock.now()
-        when = at or now
-        async with self._db.write() as conn:
-            stored = await repo.get_appeal(conn, appeal_id)
-            if stored is None:
+        async with self._storage.write() as uow:
+            appeal = await uow.appeals.get(appeal_id)
+            if appeal is None:
                 raise LookupError(appeal_id)
-            if stored.appeal.status not in READY_FOR_DELIVERY:
-                raise AnswerNotReady(stored.appeal.status)
-            if stored.needs_supervisor:
-                raise CallbacksExhausted(stored.callback_attempts)
-            failed = sorted([d.at for d in stored.deliveries if d.outcome != "delivered"] + [when])
-            start = min(stored.answer_ready_at or failed[0], failed[0])
-            attempt = next_callback_attempt(start, failed, self._rule, self._calendar,
-                                            self._zone_of(stored.appeal.hotline))
-            await conn.execute(insert(deliveries).values(
-                appeal_id=appeal_id, channel="phone", outcome=outcome, at=when, by=None,
-                source="gateway", recorded_at=now))
-            needs_supervisor = attempt is None
-            values: dict[str, Any] = {
-                "callback_attempts": len(failed),
-                "next_callback_at": attempt.not_before if attempt else None,
-                "needs_supervisor": needs_supervisor,
-                "updated_at": now,
-            }
-            await conn.execute(update(appeals).where(and_(appeals.c.id == appeal_id))
-                               .values(**values))
-            await repo.record_audit(
-                conn, at=now, actor=actor, action="delivery.attempt_failed", appeal_id=appeal_id,
-                detail={"outcome": outcome, "at": when.isoformat(), "attempts": len(failed),
-                        "needs_supervisor": needs_supervisor})
+            zone = self._zone_of(appeal.hotline)
+
+            def plan_next(start: datetime, failed: Sequence[datetime]) -> CallbackAttempt | None:
+                return next_callback_attempt(start, failed, self._rule, self._calendar, zone)
+
+            attempt = appeal.callback_failed(outcome, at or now, now, plan_next=plan_next,
+                                             actor=actor)
         log.info("delivery.attempt_failed", appeal_id=appeal_id, outcome=outcome,
-                 attempts=len(failed), needs_supervisor=needs_supervisor)
+                 attempts=appeal.callback_attempts, needs_supervisor=appeal.needs_supervisor)
         return AttemptResult(
-            attempts=len(failed),
+            appeal=appeal,
+            attempts=appeal.callback_attempts,
             next_attempt_at=attempt.not_before if attempt else None,
             next_attempt_by=attempt.not_after if attempt else None,
-            needs_supervisor=needs_supervisor,
+            needs_supervisor=appeal.needs_supervisor,
         )
 
-    async def deliver(self, appeal_id: str, delivery: Delivery, actor: str) -> DeliveryResult:
+    async def deliver(self, appeal_id: str, delivery: Delivery, actor: str) -> DeliveryOutcome:
+        """Raises LookupError, AnswerNotReady or DeliveryConflict."""
         now = self._clock.now()
-        async with self._db.write() as conn:
-            result = await record_delivery(conn, appeal_id, delivery, now=now,
-                                           enqueue=self._enqueue, actor=actor)
+        async with self._storage.write() as uow:
+            appeal = await uow.appeals.get(appeal_id)
+            if appeal is None:
+                raise LookupError(appeal_id)
+            result = appeal.deliver(delivery, now, actor=actor)
         log.info("delivery.recorded", appeal_id=appeal_id, channel=delivery.channel.value,
                  source=delivery.source, result=result.value)
-        return result
+        return DeliveryOutcome(appeal, result)

@@ -11,14 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 
-from sqlalchemy import or_, select
-
 from gateway.domain.ports import Clock, ExternalUpdate
-from gateway.services.outbox_actions import Enqueue
-from gateway.services.remote_updates import apply_update
-from gateway.storage import appeals as repo
-from gateway.storage.database import Database
-from gateway.storage.tables import appeals
+from gateway.services.remote_updates import apply_changes
+from gateway.services.unit_of_work import Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,31 +42,21 @@ class ImportReport:
 
 
 async def import_rows(
-    db: Database, system: str, rows: Sequence[ExportedRow], *, clock: Clock,
-    enqueue: Enqueue, zone_of: Callable[[str], tzinfo],
+    storage: Storage, system: str, rows: Sequence[ExportedRow], *, clock: Clock,
+    zone_of: Callable[[str], tzinfo],
 ) -> ImportReport:
     report = ImportReport()
     now = clock.now()
-    async with db.write() as conn:
+    async with storage.write() as uow:
         for exported in rows:
-            number = exported.number.strip()
-            suffix = number.rsplit("-", 1)[-1]
-            found = (await conn.execute(
-                select(appeals.c.id).where(
-                    appeals.c.external_system == system,
-                    or_(appeals.c.external_number == number, appeals.c.external_id == number,
-                        appeals.c.external_id == suffix,
-                        appeals.c.external_number.endswith(f"-{suffix}")),
-                ).limit(2)
-            )).scalars().all()
+            found = await uow.appeals.ids_by_external_number(system, exported.number.strip())
             if len(found) != 1:
                 report.unmatched.append(exported.row)
                 continue
-            stored = await repo.get_appeal(conn, found[0])
-            assert stored is not None
-            change = replace(exported.change, appeal_id=found[0],
-                             external_id=stored.external_id or exported.change.external_id)
-            if await apply_update(conn, system, change, now, enqueue=enqueue, zone_of=zone_of):
+            appeal = (await uow.appeals.get_many(found))[found[0]]
+            external_id = appeal.external.id if appeal.external else exported.change.external_id
+            change = replace(exported.change, appeal_id=found[0], external_id=external_id)
+            if await apply_changes(uow, system, [change], now, zone_of=zone_of):
                 report.applied += 1
             else:
                 report.unchanged += 1

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.api.wire import CallIn
-from gateway.domain.appeal import Appeal, AppealStatus, StatusChange
+from gateway.domain.appeal import Appeal, AppealStatus
 from gateway.domain.intake import (
     Refusal,
     anonymity_refusal,
@@ -30,11 +28,9 @@ from gateway.domain.intake import (
 from gateway.domain.ports import Clock
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import UnknownTopic
-from gateway.services.outbox_actions import Enqueue, forwarding_messages
 from gateway.services.planning import DeadlinePlanner, RoutePlanner
-from gateway.storage import appeals as repo
+from gateway.services.unit_of_work import AlreadyStored, NewAppeal, Storage, UnitOfWork
 from gateway.storage.batching import Batcher
-from gateway.storage.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -55,70 +51,49 @@ class CallConflict(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Accepted:
-    new: repo.NewAppeal
-    actor: str
-
-    def audit_entry(self) -> repo.AuditEntry:
-        appeal, now = self.new.appeal, self.new.now
-        detail: dict[str, object] = {"route": appeal.route.system.value,
-                                     "hotline": appeal.hotline}
-        if registered_late(appeal.received_at, now):
-            detail["registered_late"] = True  # [001: 15]
-        return repo.AuditEntry(now, self.actor, "call.accepted", appeal.id, detail)
-
-
-@dataclass(frozen=True, slots=True)
 class IntakeResult:
-    stored: repo.StoredAppeal
+    appeal: Appeal
     created: bool
 
 
 class IntakeService:
     def __init__(
         self,
-        db: Database,
-        enqueue: Enqueue,
+        storage: Storage,
         routes: RoutePlanner,
         deadlines: DeadlinePlanner,
         clock: Clock,
         hotlines: frozenset[str],
     ) -> None:
-        self._db = db
-        self._enqueue = enqueue
+        self._storage = storage
         self._routes = routes
         self._deadlines = deadlines
         self._clock = clock
         self._hotlines = hotlines
-        self._writes: Batcher[_Accepted, None] = Batcher(self._store, name="intake")
+        self._writes: Batcher[NewAppeal, None] = Batcher(self._store, name="intake")
 
     async def aclose(self) -> None:
         await self._writes.aclose()
 
-    async def _store(self, batch: Sequence[_Accepted]) -> list[BaseException | None]:
+    async def _store(self, batch: Sequence[NewAppeal]) -> list[BaseException | None]:
         """Calls taken at the same moment commit together; a repeat among them (a unique
         constraint refusing the batch) sends each back alone, to learn which one it was."""
         try:
-            async with self._db.write() as conn:
-                await self._insert(conn, batch)
+            async with self._storage.write() as uow:
+                _add(uow, batch)
             return [None] * len(batch)
-        except IntegrityError as exc:
+        except AlreadyStored as exc:
             if len(batch) == 1:
                 return [exc]
         outcomes: list[BaseException | None] = []
-        for accepted in batch:
+        for new in batch:
             try:
-                async with self._db.write() as conn:
-                    await self._insert(conn, [accepted])
+                async with self._storage.write() as uow:
+                    _add(uow, [new])
                 outcomes.append(None)
-            except IntegrityError as exc:
+            except AlreadyStored as exc:
                 outcomes.append(exc)
         return outcomes
-
-    async def _insert(self, conn: AsyncConnection, batch: Sequence[_Accepted]) -> None:
-        await repo.insert_appeals(conn, [a.new for a in batch])
-        await self._enqueue(conn, [m for a in batch for m in forwarding_messages(a.new.appeal)])
-        await repo.record_audits(conn, [a.audit_entry() for a in batch])
 
     async def accept(self, call: CallIn, idempotency_key: str | None, actor: str) -> IntakeResult:
         content_hash = call.content_hash()
@@ -135,12 +110,13 @@ class IntakeService:
             return IntakeResult(repeat, created=False)
         planned = self._deadlines.plan(appeal.received_at, appeal.urgency, appeal.route,
                                        appeal.hotline)
-        appeal = _with_deadlines(appeal, planned.due_at, planned.feedback_due_at)
+        appeal.due_at = planned.due_at
+        appeal.feedback_due_at = planned.feedback_due_at
+        appeal.request_due_at = planned.request_due_at
+        appeal.accepted(now, actor, registered_late=registered_late(appeal.received_at, now))
         try:
-            await self._writes.submit(_Accepted(
-                repo.NewAppeal(appeal, content_hash, idempotency_key, planned.request_due_at,
-                               now), actor))
-        except IntegrityError:
+            await self._writes.submit(NewAppeal(appeal, content_hash, idempotency_key))
+        except AlreadyStored:
             # The same journal entry or key is stored already: a repeat, or a conflict.
             repeat = await self._find_repeat(call, idempotency_key, content_hash)
             if repeat is None:
@@ -148,33 +124,13 @@ class IntakeService:
             return IntakeResult(repeat, created=False)
         log.info("call.accepted", appeal_id=appeal.id, route=appeal.route.system.value,
                  hotline=appeal.hotline)
-        stored = repo.StoredAppeal(
-            appeal=appeal, content_hash=content_hash, idempotency_key=idempotency_key,
-            request_due_at=planned.request_due_at, overdue=False, external_system=None,
-            external_id=None, external_number=None, external_stage=None, answer_text=None,
-            answer_ready_at=None, created_at=now, updated_at=now,
-        )
-        return IntakeResult(stored, created=True)
+        return IntakeResult(appeal, created=True)
 
     async def _find_repeat(
         self, call: CallIn, key: str | None, content_hash: str
-    ) -> repo.StoredAppeal | None:
-        async with self._db.read() as conn:
-            return await self._repeat_of(conn, call, key, content_hash)
-
-    async def _repeat_of(
-        self, conn: AsyncConnection, call: CallIn, key: str | None, content_hash: str
-    ) -> repo.StoredAppeal | None:
-        found = await repo.find_existing(conn, call.hotline, call.journal_id, key)
-        if not found:
-            return None
-        for stored in found:
-            same_entry = (stored.appeal.hotline, stored.appeal.journal_id) == (
-                call.hotline, call.journal_id)
-            if stored.content_hash != content_hash:
-                raise CallConflict(stored.appeal.id,
-                                   "journal_id" if same_entry else "Idempotency-Key")
-        return await repo.get_appeal(conn, found[0].appeal.id)
+    ) -> Appeal | None:
+        async with self._storage.read() as uow:
+            return await _repeat_of(uow, call, key, content_hash)
 
     def _build(self, call: CallIn, now: datetime) -> Appeal:
         if call.hotline not in self._hotlines:
@@ -222,11 +178,22 @@ class IntakeService:
             status=status,
             route=route,
             due_at=None,
-            history=(StatusChange(status, now, "intake"),),
         )
 
 
-def _with_deadlines(
-    appeal: Appeal, due_at: datetime | None, feedback_due_at: datetime | None
-) -> Appeal:
-    return replace(appeal, due_at=due_at, feedback_due_at=feedback_due_at)
+def _add(uow: UnitOfWork, batch: Sequence[NewAppeal]) -> None:
+    for new in batch:
+        uow.appeals.add(new)
+
+
+async def _repeat_of(
+    uow: UnitOfWork, call: CallIn, key: str | None, content_hash: str
+) -> Appeal | None:
+    found = await uow.appeals.known_calls(call.hotline, call.journal_id, key)
+    if not found:
+        return None
+    for known in found:
+        same_entry = (known.hotline, known.journal_id) == (call.hotline, call.journal_id)
+        if known.content_hash != content_hash:
+            raise CallConflict(known.appeal_id, "journal_id" if same_entry else "Idempotency-Key")
+    return await uow.appeals.get(found[0].appeal_id)

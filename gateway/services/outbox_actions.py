@@ -1,22 +1,12 @@
-"""Which outbox rows a state change causes: the one table of (target, action) the gateway uses."""
+"""Which outbox rows an appeal's events cause: the one table of (target, action) the gateway
+uses, read by the unit of work when it commits."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from gateway.domain.appeal import Appeal
+from gateway.domain import events as ev
+from gateway.domain.appeal import Appeal, AppealStatus
 from gateway.domain.route import TargetSystem
 from outbox.store import NewMessage
-
-
-class Enqueue(Protocol):
-    """The outbox's enqueue: rows join the caller's transaction."""
-
-    async def __call__(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> object: ...
-
 
 POS_REGISTER = ("pos", "register")
 DELO_REGISTER = ("delo", "register")
@@ -24,6 +14,21 @@ EMAIL_REQUEST = ("email", "request")
 EMAIL_ANSWER = ("email", "answer")
 POS_CONFIRM_DELIVERY = ("pos", "confirm_delivery")
 DELO_CLOSE_CONTROL = ("delo", "close_control")
+
+# Where a delivery recorded in the gateway must be reported back.
+_CONFIRMATIONS = {"pos": POS_CONFIRM_DELIVERY, "delo": DELO_CLOSE_CONTROL}
+
+
+def messages_for(appeal: Appeal, event: ev.Event) -> list[NewMessage]:
+    if isinstance(event, ev.CallAccepted) and appeal.status is AppealStatus.ACCEPTED:
+        return forwarding_messages(appeal)
+    if isinstance(event, ev.AnswerReady) and event.mail_to_applicant:
+        return [_message(appeal.id, EMAIL_ANSWER, f"{appeal.id}:answer")]
+    if isinstance(event, ev.Delivered) and event.confirm_in in _CONFIRMATIONS:
+        kind = _CONFIRMATIONS[event.confirm_in]
+        return [_message(appeal.id, kind, f"{appeal.id}:{kind[1]}", {
+            "channel": event.channel, "delivered_at": event.delivered_at.isoformat()})]
+    return []
 
 
 def forwarding_messages(appeal: Appeal) -> list[NewMessage]:
@@ -54,8 +59,3 @@ def _message(
         payload={"appeal_id": appeal_id, **(extra or {})},
         idempotency_key=key,
     )
-
-
-def answer_mail(appeal_id: str) -> NewMessage:
-    """The ready answer to an applicant who chose e-mail."""
-    return _message(appeal_id, EMAIL_ANSWER, f"{appeal_id}:answer")

@@ -4,7 +4,7 @@ A cycle costs ceil(changed / page size) + 1 requests whatever the number of open
 Each page's changes and the cursor after it commit together, so a crash repeats at most
 one page, and applying a change twice does nothing the second time (statuses only move
 forward; the answer and the delivery are recorded once). On PostgreSQL one replica polls
-each system at a time: the cycle runs under a session advisory lock.
+each system at a time (the storage's turn for the poller).
 """
 
 from __future__ import annotations
@@ -12,22 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from typing import Any
+from datetime import tzinfo
 
 import structlog
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.ports import Clock, StatusSource
-from gateway.services.outbox_actions import Enqueue
-from gateway.services.remote_updates import apply_update
-from gateway.storage.database import Database
-from gateway.storage.tables import poller_cursors
+from gateway.services.remote_updates import apply_changes
+from gateway.services.unit_of_work import Storage
 
 log = structlog.get_logger(__name__)
 
@@ -46,19 +39,17 @@ class Poller:
         self,
         system: str,
         source: StatusSource,
-        db: Database,
+        storage: Storage,
         clock: Clock,
         *,
-        enqueue: Enqueue,
         zone_of: Callable[[str], tzinfo],
         interval_s: float,
         page_size: int,
     ) -> None:
         self.system = system
         self._source = source
-        self._db = db
+        self._storage = storage
         self._clock = clock
-        self._enqueue = enqueue
         self._zone_of = zone_of
         self._interval_s = interval_s
         self._page_size = page_size
@@ -68,7 +59,7 @@ class Poller:
         failures = 0
         while True:
             try:
-                async with self._turn() as ours:
+                async with self._storage.turn(f"poller.{self.system}") as ours:
                     if ours:
                         await self.poll_once()
                 failures = 0
@@ -82,7 +73,8 @@ class Poller:
             await asyncio.sleep(delay * random.uniform(0.9, 1.1))
 
     async def poll_once(self) -> CycleResult:
-        cursor = await self._load_cursor()
+        async with self._storage.read() as uow:
+            cursor = await uow.cursors.get(self.system)
         requests = updates = applied = 0
         while True:
             page = await self._source.fetch_updates(cursor, self._page_size)
@@ -90,12 +82,10 @@ class Poller:
             updates += len(page.updates)
             next_cursor = page.next_cursor or page.resume_from or cursor
             now = self._clock.now()
-            async with self._db.write() as conn:
-                for change in page.updates:
-                    applied += await apply_update(
-                        conn, self.system, change, now, enqueue=self._enqueue,
-                        zone_of=self._zone_of)
-                await self._save_cursor(conn, next_cursor, now)
+            async with self._storage.write() as uow:
+                applied += await apply_changes(uow, self.system, page.updates, now,
+                                               zone_of=self._zone_of)
+                await uow.cursors.save(self.system, next_cursor, now)
             cursor = next_cursor
             if page.next_cursor is None:
                 break
@@ -103,52 +93,10 @@ class Poller:
                  applied=applied)
         return CycleResult(requests, updates, applied)
 
-    # -- cursor and errors ------------------------------------------------------------------
-
-    async def _load_cursor(self) -> str | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(poller_cursors.c.cursor)
-                                      .where(poller_cursors.c.system == self.system))).first()
-        return row[0] if row else None
-
-    async def _save_cursor(self, conn: AsyncConnection, cursor: str | None, now: datetime) -> None:
-        await _upsert(conn, {"system": self.system, "cursor": cursor, "last_success_at": now,
-                             "last_error": None, "updated_at": now},
-                      ["cursor", "last_success_at", "last_error", "updated_at"])
-
     async def _record_error(self, exc: Exception) -> None:
         now = self._clock.now()
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        log.warning("poll.failed", system=self.system, error=str(reason)[:300])
+        reason = str(getattr(exc, "reason", None) or type(exc).__name__)[:300]
+        log.warning("poll.failed", system=self.system, error=reason)
         with contextlib.suppress(Exception):
-            async with self._db.write() as conn:
-                await _upsert(conn, {"system": self.system, "last_error": str(reason)[:300],
-                                     "last_error_at": now, "updated_at": now},
-                              ["last_error", "last_error_at", "updated_at"])
-
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[bool]:
-        """Whether this replica polls this cycle: always on SQLite, by advisory lock on PG."""
-        if self._db.engine.dialect.name != "postgresql":
-            yield True
-            return
-        key = zlib.crc32(f"gateway.poller.{self.system}".encode())
-        async with self._db.read() as conn:
-            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
-            try:
-                yield bool(got)
-            finally:
-                if got:
-                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                await conn.commit()
-
-
-async def _upsert(conn: AsyncConnection, values: dict[str, Any], on_conflict: list[str]) -> None:
-    dialect = conn.dialect.name
-    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(poller_cursors)
-    statement = insert_.values(**values).on_conflict_do_update(
-        index_elements=[poller_cursors.c.system],
-        set_={name: values[name] for name in on_conflict},
-    )
-    await conn.execute(statement)
-
+            async with self._storage.write() as uow:
+                await uow.cursors.record_error(self.system, reason, now)

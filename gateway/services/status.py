@@ -9,12 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from gateway.domain.ports import Clock
-from gateway.storage import appeals as repo
-from gateway.storage.tables import poller_cursors
+from gateway.services.unit_of_work import Storage
 from outbox.store import OutboxStats
 
 
@@ -38,9 +34,9 @@ def outbox_section(stats: OutboxStats) -> dict[str, Any]:
 
 
 class StatusReport:
-    def __init__(self, engine: AsyncEngine, outbox: OutboxCounts, clock: Clock, version: str,
+    def __init__(self, storage: Storage, outbox: OutboxCounts, clock: Clock, version: str,
                  pollers: tuple[str, ...]) -> None:
-        self._engine = engine
+        self._storage = storage
         self._outbox = outbox
         self._clock = clock
         self._version = version
@@ -48,18 +44,17 @@ class StatusReport:
 
     async def report(self) -> dict[str, Any]:
         now = self._clock.now()
-        async with self._engine.connect() as conn:
-            by_status = await repo.count_by_status(conn)
-            overdue = await repo.count_overdue(conn)
-            cursors = (await conn.execute(select(poller_cursors))).mappings().all()
-        known = {row["system"]: row for row in cursors}
+        async with self._storage.read() as uow:
+            by_status = await uow.appeals.count_by_status()
+            overdue = await uow.appeals.count_overdue()
+            known = {state.system: state for state in await uow.cursors.all()}
         pollers: dict[str, Any] = {}
         for system in sorted({*self._pollers, *known}):
-            row = known.get(system)
-            last_success: datetime | None = row["last_success_at"] if row else None
+            state = known.get(system)
+            last_success: datetime | None = state.last_success_at if state else None
             pollers[system] = {
                 "last_success_at": last_success.isoformat() if last_success else None,
-                "last_error": row["last_error"] if row else None,
+                "last_error": state.last_error if state else None,
                 "lag_s": round((now - last_success).total_seconds(), 3) if last_success else None,
             }
         return {

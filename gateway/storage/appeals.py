@@ -1,17 +1,21 @@
-"""Reading and writing appeals. Every write takes the caller's connection, so a state change,
-its history row, its audit row and the outbox rows it causes commit together."""
+"""The appeals repository over SQL: rows to `Appeal`s and back, inside one unit of work.
+
+Appeals loaded for writing are locked until commit (FOR UPDATE on PostgreSQL; SQLite has
+one writer), and each is loaded once per unit of work (an identity map), so two changes
+from one poll page land on the same object.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
-from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.appeal import (
@@ -19,51 +23,21 @@ from gateway.domain.appeal import (
     Appeal,
     AppealStatus,
     Applicant,
+    DeliveryRecord,
     StatusChange,
     Urgency,
 )
+from gateway.domain.ports import ExternalRef
 from gateway.domain.route import DeloTarget, EmailTarget, PosTarget, Route, TargetSystem
-from gateway.storage.tables import (
-    appeal_status_history,
-    appeals,
-    audit_log,
-    deliveries,
+from gateway.domain.status import UNANSWERED, UNDELIVERED
+from gateway.services.unit_of_work import (
+    AppealPage,
+    AuditEntry,
+    BadCursor,
+    KnownCall,
+    NewAppeal,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    channel: str
-    outcome: str
-    at: datetime
-    by: str | None
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAppeal:
-    """An appeal as stored: the domain object plus what the outside world said about it."""
-
-    appeal: Appeal
-    content_hash: str
-    idempotency_key: str | None
-    request_due_at: datetime | None
-    overdue: bool
-    external_system: str | None
-    external_id: str | None
-    external_number: str | None
-    external_stage: str | None
-    answer_text: str | None
-    answer_ready_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    delivered_at: datetime | None = None
-    delivery_channel: str | None = None
-    callback_attempts: int = 0
-    next_callback_at: datetime | None = None
-    needs_supervisor: bool = False
-    interim_reminded_at: datetime | None = None
-    deliveries: tuple[DeliveryRecord, ...] = field(default_factory=tuple)
+from gateway.storage.tables import appeal_status_history, appeals, audit_log, deliveries
 
 
 def route_to_json(route: Route) -> dict[str, Any]:
@@ -92,39 +66,236 @@ def route_from_json(data: dict[str, Any]) -> Route:
     )
 
 
-def _applicant_to_json(applicant: Applicant) -> dict[str, Any]:
-    return asdict(applicant)
+class SqlAppeals:
+    """`AppealRepository` on one connection; `for_update` when the unit of work writes."""
+
+    def __init__(self, conn: AsyncConnection, *, for_update: bool) -> None:
+        self._conn = conn
+        self._for_update = for_update
+        self._seen: dict[str, Appeal] = {}
+        self._added: list[NewAppeal] = []
+        self._with_related: set[str] = set()
+
+    # -- identity map --------------------------------------------------------------------
+
+    def add(self, new: NewAppeal) -> None:
+        self._added.append(new)
+        self._seen[new.appeal.id] = new.appeal
+        self._with_related.add(new.appeal.id)
+
+    def seen(self) -> Sequence[Appeal]:
+        return list(self._seen.values())
+
+    def added(self) -> Sequence[NewAppeal]:
+        return list(self._added)
+
+    def _select(self, condition: Any) -> Select[Any]:
+        query = select(appeals).where(condition)
+        return query.with_for_update() if self._for_update else query
+
+    async def _load(self, condition: Any) -> list[Appeal]:
+        rows = (await self._conn.execute(self._select(condition))).mappings().all()
+        loaded = []
+        for row in rows:
+            known = self._seen.get(row["id"])
+            if known is None:
+                known = self._seen[row["id"]] = _from_row(row)
+            loaded.append(known)
+        return loaded
+
+    # -- loading -------------------------------------------------------------------------
+
+    async def get(self, appeal_id: str) -> Appeal | None:
+        appeal = self._seen.get(appeal_id)
+        if appeal is None:
+            found = await self._load(appeals.c.id == appeal_id)
+            if not found:
+                return None
+            appeal = found[0]
+        if appeal_id not in self._with_related:
+            await self._load_related(appeal)
+        return appeal
+
+    async def _load_related(self, appeal: Appeal) -> None:
+        history = (await self._conn.execute(
+            select(appeal_status_history)
+            .where(appeal_status_history.c.appeal_id == appeal.id)
+            .order_by(appeal_status_history.c.id))).mappings().all()
+        delivered = (await self._conn.execute(
+            select(deliveries).where(deliveries.c.appeal_id == appeal.id)
+            .order_by(deliveries.c.id))).mappings().all()
+        # A bulk load left both empty: what they hold now was added in this unit of work.
+        appeal.history = tuple(
+            StatusChange(AppealStatus(h["status"]), h["at"], h["source"], h["note"])
+            for h in history) + appeal.history
+        appeal.deliveries = tuple(
+            DeliveryRecord(d["channel"], d["outcome"], d["at"], d["by"], d["source"])
+            for d in delivered) + appeal.deliveries
+        self._with_related.add(appeal.id)
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, Appeal]:
+        wanted = set(ids)
+        missing = wanted - self._seen.keys()
+        if missing:
+            await self._load(appeals.c.id.in_(sorted(missing)))
+        return {i: self._seen[i] for i in wanted if i in self._seen}
+
+    async def by_external(self, system: str, external_ids: Sequence[str]) -> dict[str, Appeal]:
+        if not external_ids:
+            return {}
+        loaded = await self._load(and_(appeals.c.external_system == system,
+                                       appeals.c.external_id.in_(sorted(set(external_ids)))))
+        return {a.external.id: a for a in loaded if a.external is not None}
+
+    async def ids_by_external_number(self, system: str, number: str) -> list[str]:
+        suffix = number.rsplit("-", 1)[-1]
+        found = (await self._conn.execute(
+            select(appeals.c.id).where(
+                appeals.c.external_system == system,
+                or_(appeals.c.external_number == number, appeals.c.external_id == number,
+                    appeals.c.external_id == suffix,
+                    appeals.c.external_number.endswith(f"-{suffix}")),
+            ).limit(2))).scalars().all()
+        return list(found)
+
+    async def known_calls(self, hotline: str, journal_id: str,
+                          idempotency_key: str | None) -> list[KnownCall]:
+        condition = and_(appeals.c.hotline == hotline, appeals.c.journal_id == journal_id)
+        if idempotency_key is not None:
+            condition = or_(condition, appeals.c.idempotency_key == idempotency_key)
+        rows = await self._conn.execute(
+            select(appeals.c.id, appeals.c.hotline, appeals.c.journal_id,
+                   appeals.c.content_hash).where(condition).order_by(appeals.c.created_at))
+        return [KnownCall(*row) for row in rows]
+
+    async def ids_to_mark_overdue(self, now: datetime, limit: int) -> list[str]:
+        rows = await self._conn.execute(
+            select(appeals.c.id)
+            .where(appeals.c.overdue.is_(False), appeals.c.due_at < now,
+                   appeals.c.status.in_(_values(UNDELIVERED)))
+            .order_by(appeals.c.due_at).limit(limit))
+        return list(rows.scalars())
+
+    async def ids_to_remind(self, now: datetime, lead: timedelta, limit: int) -> list[str]:
+        rows = await self._conn.execute(
+            select(appeals.c.id)
+            .where(appeals.c.interim_reminded_at.is_(None), appeals.c.due_at < now + lead,
+                   appeals.c.status.in_(_values(UNANSWERED)))
+            .order_by(appeals.c.due_at).limit(limit))
+        return list(rows.scalars())
+
+    async def ready_for_delivery(self, limit: int) -> list[Appeal]:
+        ids = (await self._conn.execute(
+            select(appeals.c.id)
+            .where(appeals.c.status == AppealStatus.ANSWER_READY.value)
+            .order_by(appeals.c.needs_supervisor.desc(), appeals.c.next_callback_at.is_(None),
+                      appeals.c.next_callback_at, appeals.c.answer_ready_at, appeals.c.id)
+            .limit(limit))).scalars().all()
+        found = await self.get_many(ids)
+        return [found[i] for i in ids if i in found]
+
+    async def page(self, *, status: str | None, updated_since: datetime | None,
+                   overdue: bool | None, limit: int, cursor: str | None) -> AppealPage:
+        query = select(appeals)
+        if status is not None:
+            query = query.where(appeals.c.status == status)
+        if updated_since is not None:
+            query = query.where(appeals.c.updated_at >= updated_since)
+        if overdue is not None:
+            query = query.where(appeals.c.overdue == overdue)
+        if cursor is not None:
+            after_at, after_id = _decode_cursor(cursor)
+            query = query.where(or_(
+                appeals.c.updated_at > after_at,
+                and_(appeals.c.updated_at == after_at, appeals.c.id > after_id)))
+        query = query.order_by(appeals.c.updated_at, appeals.c.id).limit(limit + 1)
+        rows = (await self._conn.execute(query)).mappings().all()
+        items = [_from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit and items:
+            last = items[-1]
+            assert last.updated_at is not None
+            next_cursor = _encode_cursor(last.updated_at, last.id)
+        return AppealPage(items, next_cursor)
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self._conn.execute(
+            select(appeals.c.status, func.count()).group_by(appeals.c.status))
+        return {status: count for status, count in rows}
+
+    async def count_overdue(self) -> int:
+        result = await self._conn.execute(
+            select(func.count()).select_from(appeals).where(appeals.c.overdue.is_(True)))
+        return int(result.scalar_one())
 
 
-@dataclass(frozen=True, slots=True)
-class NewAppeal:
-    """An accepted appeal with what intake decided beside it, ready to insert."""
+# -- writing -----------------------------------------------------------------------------
 
-    appeal: Appeal
-    content_hash: str
-    idempotency_key: str | None
-    request_due_at: datetime | None
-    now: datetime
+_UPDATE = (update(appeals).where(appeals.c.id == bindparam("b_id"))
+           .values(version=appeals.c.version + 1))
 
 
-async def insert_appeals(conn: AsyncConnection, new: Sequence[NewAppeal]) -> None:
-    """Many appeals and their first history rows in two statements."""
-    if not new:
-        return
-    await conn.execute(insert(appeals), [_appeal_row(n) for n in new])
-    await conn.execute(
-        insert(appeal_status_history),
-        [
-            {"appeal_id": n.appeal.id, "status": c.status.value, "at": c.at, "source": c.source,
-             "note": c.note}
-            for n in new
-            for c in n.appeal.history
-        ],
-    )
+async def write_appeals(conn: AsyncConnection, new: Sequence[NewAppeal],
+                        updated: Sequence[Appeal], now: datetime) -> None:
+    """New appeals in one statement, changed ones in one executemany."""
+    if new:
+        await conn.execute(insert(appeals), [_new_row(n, now) for n in new])
+    if updated:
+        for appeal in updated:
+            appeal.updated_at = now
+        await conn.execute(_UPDATE, [{"b_id": a.id, **_state(a)} for a in updated])
 
 
-def _appeal_row(new: NewAppeal) -> dict[str, Any]:
+async def write_history(conn: AsyncConnection, changes: Sequence[tuple[str, StatusChange]]) -> None:
+    if changes:
+        await conn.execute(insert(appeal_status_history), [
+            {"appeal_id": appeal_id, "status": c.status.value, "at": c.at, "source": c.source,
+             "note": c.note} for appeal_id, c in changes])
+
+
+async def write_deliveries(
+    conn: AsyncConnection, records: Sequence[tuple[str, DeliveryRecord, datetime]]
+) -> None:
+    if records:
+        await conn.execute(insert(deliveries), [
+            {"appeal_id": appeal_id, "channel": d.channel, "outcome": d.outcome, "at": d.at,
+             "by": d.by, "source": d.source, "recorded_at": recorded_at}
+            for appeal_id, d, recorded_at in records])
+
+
+async def write_audit(conn: AsyncConnection, entries: Iterable[AuditEntry]) -> None:
+    rows = [{"at": e.at, "actor": e.actor, "action": e.action, "appeal_id": e.appeal_id,
+             "detail": e.detail} for e in entries]
+    if rows:
+        await conn.execute(insert(audit_log), rows)
+
+
+def _state(appeal: Appeal) -> dict[str, Any]:
+    """The columns an appeal's methods may change."""
+    external = appeal.external
+    return {
+        "status": appeal.status.value,
+        "due_at": appeal.due_at,
+        "overdue": appeal.overdue,
+        "interim_reminded_at": appeal.interim_reminded_at,
+        "external_system": external.system if external else None,
+        "external_id": external.id if external else None,
+        "external_number": external.number if external else None,
+        "external_stage": external.stage if external else None,
+        "answer_text": appeal.answer_text,
+        "answer_ready_at": appeal.answer_ready_at,
+        "delivered_at": appeal.delivered_at,
+        "delivery_channel": appeal.delivery_channel,
+        "callback_attempts": appeal.callback_attempts,
+        "next_callback_at": appeal.next_callback_at,
+        "needs_supervisor": appeal.needs_supervisor,
+        "updated_at": appeal.updated_at,
+    }
+
+
+def _new_row(new: NewAppeal, now: datetime) -> dict[str, Any]:
     appeal = new.appeal
+    appeal.created_at = appeal.updated_at = now
     return {
         "id": appeal.id,
         "hotline": appeal.hotline,
@@ -133,7 +304,7 @@ def _appeal_row(new: NewAppeal) -> dict[str, Any]:
         "content_hash": new.content_hash,
         "received_at": appeal.received_at,
         "operator": appeal.operator,
-        "applicant": _applicant_to_json(appeal.applicant),
+        "applicant": asdict(appeal.applicant),
         "problem_address": appeal.problem_address,
         "topic": appeal.topic,
         "summary": appeal.summary,
@@ -141,225 +312,22 @@ def _appeal_row(new: NewAppeal) -> dict[str, Any]:
         "urgency": appeal.urgency.value,
         "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
         "informational": appeal.informational,
-        "status": appeal.status.value,
         "route": route_to_json(appeal.route),
         "route_system": appeal.route.system.value,
         "executor": appeal.route.executor,
-        "due_at": appeal.due_at,
         "feedback_due_at": appeal.feedback_due_at,
-        "request_due_at": new.request_due_at,
-        "overdue": False,
-        "callback_attempts": 0,
-        "needs_supervisor": False,
-        "created_at": new.now,
-        "updated_at": new.now,
+        "request_due_at": appeal.request_due_at,
+        "created_at": now,
         "version": 1,
+        **_state(appeal),
     }
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """Who (a role or component) did what to which appeal; never personal data."""
-
-    at: datetime
-    actor: str
-    action: str
-    appeal_id: str | None = None
-    detail: dict[str, Any] | None = None
-
-
-async def record_audits(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:
-    if entries:
-        await conn.execute(insert(audit_log), [
-            {"at": e.at, "actor": e.actor, "action": e.action, "appeal_id": e.appeal_id,
-             "detail": e.detail} for e in entries])
-
-
-async def record_audit(
-    conn: AsyncConnection,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    appeal_id: str | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    """An audit entry: who (a role or component) did what to which appeal; no personal data."""
-    await record_audits(conn, [AuditEntry(at, actor, action, appeal_id, detail)])
-
-
-async def find_existing(
-    conn: AsyncConnection, hotline: str, journal_id: str, idempotency_key: str | None
-) -> list[StoredAppeal]:
-    """Appeals that a repeat of this call may refer to (by journal entry or by key)."""
-    condition = and_(appeals.c.hotline == hotline, appeals.c.journal_id == journal_id)
-    if idempotency_key is not None:
-        condition = or_(condition, appeals.c.idempotency_key == idempotency_key)
-    rows = (await conn.execute(select(appeals).where(condition))).mappings().all()
-    return [_from_row(row, (), ()) for row in rows]
-
-
-async def get_appeal(
-    conn: AsyncConnection, appeal_id: str, *, with_related: bool = True
-) -> StoredAppeal | None:
-    """The appeal; with its history and deliveries unless `with_related` is False."""
-    row = (await conn.execute(select(appeals).where(appeals.c.id == appeal_id))).mappings().first()
-    if row is None:
-        return None
-    if not with_related:
-        return _from_row(row, (), ())
-    history = (
-        await conn.execute(
-            select(appeal_status_history)
-            .where(appeal_status_history.c.appeal_id == appeal_id)
-            .order_by(appeal_status_history.c.id)
-        )
-    ).mappings().all()
-    delivered = (
-        await conn.execute(
-            select(deliveries)
-            .where(deliveries.c.appeal_id == appeal_id)
-            .order_by(deliveries.c.id)
-        )
-    ).mappings().all()
-    return _from_row(
-        row,
-        tuple(
-            StatusChange(AppealStatus(h["status"]), h["at"], h["source"], h["note"])
-            for h in history
-        ),
-        tuple(
-            DeliveryRecord(d["channel"], d["outcome"], d["at"], d["by"], d["source"])
-            for d in delivered
-        ),
-    )
-
-
-async def get_appeals(conn: AsyncConnection, ids: Collection[str]) -> dict[str, StoredAppeal]:
-    """Appeal rows by id (without history and deliveries); missing ids are left out."""
-    if not ids:
-        return {}
-    rows = (await conn.execute(select(appeals).where(appeals.c.id.in_(list(ids))))).mappings()
-    return {row["id"]: _from_row(row, (), ()) for row in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[StoredAppeal]
-    next_cursor: str | None
-
-
-def _encode_cursor(updated_at: datetime, appeal_id: str) -> str:
-    raw = json.dumps([updated_at.isoformat(), appeal_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-class BadCursor(ValueError):
-    pass
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, appeal_id = json.loads(base64.urlsafe_b64decode(padded))
-        after = datetime.fromisoformat(at)
-        if after.tzinfo is None:
-            raise ValueError("naive time")
-        return after.astimezone(UTC), str(uuid.UUID(appeal_id))
-    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
-        raise BadCursor("cursor is not one this API gave out") from exc
-
-
-async def list_appeals(
-    conn: AsyncConnection,
-    *,
-    status: str | None = None,
-    updated_since: datetime | None = None,
-    overdue: bool | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> Page:
-    """Keyset paging by (updated_at, id): stable under concurrent inserts, no OFFSET scans."""
-    query = select(appeals)
-    if status is not None:
-        query = query.where(appeals.c.status == status)
-    if updated_since is not None:
-        query = query.where(appeals.c.updated_at >= updated_since)
-    if overdue is not None:
-        query = query.where(appeals.c.overdue == overdue)
-    if cursor is not None:
-        after_at, after_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                appeals.c.updated_at > after_at,
-                and_(appeals.c.updated_at == after_at, appeals.c.id > after_id),
-            )
-        )
-    query = query.order_by(appeals.c.updated_at, appeals.c.id).limit(limit + 1)
-    rows = (await conn.execute(query)).mappings().all()
-    items = [_from_row(row, (), ()) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit and items:
-        last = items[-1]
-        next_cursor = _encode_cursor(last.updated_at, last.appeal.id)
-    return Page(items, next_cursor)
-
-
-async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(
-        select(appeals.c.status, func.count()).group_by(appeals.c.status)
-    )
-    return {status: count for status, count in rows}
-
-
-async def count_overdue(conn: AsyncConnection) -> int:
-    result = await conn.execute(
-        select(func.count()).select_from(appeals).where(appeals.c.overdue.is_(True))
-    )
-    return int(result.scalar_one())
-
-
-async def append_history(conn: AsyncConnection, appeal_id: str, change: StatusChange) -> None:
-    await append_histories(conn, [(appeal_id, change)])
-
-
-async def append_histories(
-    conn: AsyncConnection, changes: Sequence[tuple[str, StatusChange]]
-) -> None:
-    if changes:
-        await conn.execute(insert(appeal_status_history), [
-            {"appeal_id": appeal_id, "status": c.status.value, "at": c.at, "source": c.source,
-             "note": c.note} for appeal_id, c in changes])
-
-
-async def save_status(
-    conn: AsyncConnection, before: Appeal, after: Appeal, *, now: datetime,
-    extra: dict[str, Any] | None = None,
-) -> bool:
-    """Writes the new status and the history rows it added; False if someone else moved first."""
-    new_changes = after.history[len(before.history):]
-    values: dict[str, Any] = {"status": after.status.value, "updated_at": now,
-                              "version": appeals.c.version + 1, **(extra or {})}
-    result = await conn.execute(
-        update(appeals)
-        .where(appeals.c.id == before.id, appeals.c.status == before.status.value)
-        .values(**values)
-    )
-    if result.rowcount != 1:
-        return False
-    if new_changes:
-        await conn.execute(
-            insert(appeal_status_history),
-            [{"appeal_id": after.id, "status": c.status.value, "at": c.at, "source": c.source,
-              "note": c.note} for c in new_changes],
-        )
-    return True
-
-
-def _from_row(
-    row: Any, history: tuple[StatusChange, ...], delivered: tuple[DeliveryRecord, ...]
-) -> StoredAppeal:
-    appeal = Appeal(
+def _from_row(row: Any) -> Appeal:
+    external = (ExternalRef(row["external_system"], row["external_id"], row["external_number"],
+                            row["external_stage"])
+                if row["external_system"] and row["external_id"] else None)
+    return Appeal(
         id=row["id"],
         hotline=row["hotline"],
         journal_id=row["journal_id"],
@@ -377,27 +345,38 @@ def _from_row(
         route=route_from_json(row["route"]),
         due_at=row["due_at"],
         feedback_due_at=row["feedback_due_at"],
-        history=history,
-    )
-    return StoredAppeal(
-        appeal=appeal,
-        content_hash=row["content_hash"],
-        idempotency_key=row["idempotency_key"],
         request_due_at=row["request_due_at"],
         overdue=row["overdue"],
-        external_system=row["external_system"],
-        external_id=row["external_id"],
-        external_number=row["external_number"],
-        external_stage=row["external_stage"],
+        interim_reminded_at=row["interim_reminded_at"],
+        external=external,
         answer_text=row["answer_text"],
         answer_ready_at=row["answer_ready_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
         delivered_at=row["delivered_at"],
         delivery_channel=row["delivery_channel"],
         callback_attempts=row["callback_attempts"],
         next_callback_at=row["next_callback_at"],
         needs_supervisor=row["needs_supervisor"],
-        interim_reminded_at=row["interim_reminded_at"],
-        deliveries=delivered,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
+
+
+def _values(statuses: Iterable[AppealStatus]) -> list[str]:
+    return sorted(s.value for s in statuses)
+
+
+def _encode_cursor(updated_at: datetime, appeal_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), appeal_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, appeal_id = json.loads(base64.urlsafe_b64decode(padded))
+        after = datetime.fromisoformat(at)
+        if after.tzinfo is None:
+            raise ValueError("naive time")
+        return after.astimezone(UTC), str(uuid.UUID(appeal_id))
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise BadCursor("cursor is not one this API gave out") from exc

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import event, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.storage.sqlite_trips import one_trip_connector
 
@@ -48,25 +46,3 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                                hide_parameters=True)
-
-
-Writer = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
-
-
-class Database:
-    """The engine, and the one way the gateway writes.
-
-    On SQLite every writer of the process must take turns with the outbox's own writes:
-    two transactions colliding inside SQLite wait in its busy handler, which sleeps up to
-    100 ms a time. The wiring passes the outbox store's `transaction` as `writer`.
-    """
-
-    def __init__(self, engine: AsyncEngine, writer: Writer | None = None) -> None:
-        self.engine = engine
-        self._writer = writer
-
-    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self._writer() if self._writer is not None else self.engine.begin()
-
-    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self.engine.connect()

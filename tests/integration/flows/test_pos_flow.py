@@ -326,8 +326,9 @@ async def test_a_message_rejected_in_pos_ends_rejected_with_its_reason(
     assert status == 409 and body["error"]["code"] == "answer_not_ready"
 
 
-async def test_an_answer_pos_mailed_itself_can_still_be_confirmed_by_the_gateway(
-        start_flow: StartFlow) -> None:
+async def test_an_answer_pos_mailed_itself_is_not_mailed_twice(start_flow: StartFlow) -> None:
+    """Issue 12: once ПОС reports «Ответ отправлен заявителю», the gateway's own answer
+    letter queued before it must not go out: the citizen gets one letter, not two."""
     flow = await start_flow()
     appeal_id, pos_id = await flow.answered_call(answer_channel="email")
     await flow.advance(pos_id, "answer_sent")
@@ -336,6 +337,25 @@ async def test_an_answer_pos_mailed_itself_can_still_be_confirmed_by_the_gateway
 
     await flow.drain()
 
+    appeal = await flow.get(appeal_id)
+    assert appeal["status"] == "answer_sent"  # still to be confirmed as delivered
+    assert appeal["deliveries"] == []
+    assert flow.letters() == []  # a ПОС call: the only letter could be the answer
+    assert flow.pos_message(pos_id).delivery is None
+
+
+async def test_an_answer_pos_mailed_itself_can_still_be_confirmed_by_an_operator(
+        start_flow: StartFlow) -> None:
+    flow = await start_flow()
+    appeal_id, pos_id = await flow.answered_call(answer_channel="email")
+    await flow.advance(pos_id, "answer_sent")
+    await flow.poll()
+    await flow.drain()
+
+    status, _ = await flow.deliver(appeal_id, "email")
+    await flow.drain()
+
+    assert status == 200
     appeal = await flow.get(appeal_id)
     assert appeal["status"] == "delivered"
     assert [d["channel"] for d in appeal["deliveries"]] == ["email"]

@@ -1,0 +1,147 @@
+"""What happened to an appeal, as the appeal itself reports it.
+
+The appeal's methods record these; the unit of work turns them, in one place, into the
+history, delivery, audit and outbox rows committed with the appeal. An event carries no
+personal data: its `audit_detail` goes to the audit log as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from gateway.domain.status import AppealStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    appeal_id: str
+    at: datetime
+    actor: str  # a role or a component ("operator", "pos", "sla"), never a person's name
+
+    # The audit log's name for it; None: the history or the appeal row records it enough.
+    audit_action: ClassVar[str | None] = None
+
+    def audit_detail(self) -> dict[str, Any] | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged(Event):
+    status: AppealStatus
+    note: str | None = None  # no personal data
+
+
+@dataclass(frozen=True, slots=True)
+class CallAccepted(Event):
+    """Stored: for a forwarded call the outbox rows that carry it out go in the same commit."""
+
+    audit_action: ClassVar[str | None] = "call.accepted"
+    route_system: str
+    hotline: str
+    registered_late: bool = False  # [001: 15] later than an hour after the call
+
+    def audit_detail(self) -> dict[str, Any]:
+        detail: dict[str, Any] = {"route": self.route_system, "hotline": self.hotline}
+        if self.registered_late:
+            detail["registered_late"] = True
+        return detail
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(Event):
+    audit_action: ClassVar[str | None] = "call.registered"
+    system: str
+    external_id: str
+    number: str | None
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"external_id": self.external_id, "number": self.number}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSent(Event):
+    """[004: 10.1] the e-mail request went to one competent authority."""
+
+    audit_action: ClassVar[str | None] = "email.request_sent"
+    recipients: int
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"recipients": self.recipients}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDetailsChanged(Event):
+    """The target system's stage, answer text or planned date changed; no status change."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReady(Event):
+    """«Ответ готов к передаче». `mail_to_applicant`: the gateway sends the answer letter."""
+
+    audit_action: ClassVar[str | None] = "answer.ready"
+    mail_to_applicant: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered(Event):
+    """«Ответ передан заявителю». `confirm_in`: the target system still has to be told."""
+
+    audit_action: ClassVar[str | None] = "delivery.recorded"
+    channel: str
+    delivered_at: datetime
+    by: str | None
+    source: str
+    confirm_in: str | None = None
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"channel": self.channel, "source": self.source,
+                "delivered_at": self.delivered_at.isoformat(), "by": self.by}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryNotApplied(Event):
+    """A target system reported a delivery the appeal cannot take; a person looks at it."""
+
+    audit_action: ClassVar[str | None] = "delivery.not_applied"
+    system: str
+    reason: str
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"system": self.system, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackFailed(Event):
+    """[001: 13] a callback nobody answered."""
+
+    audit_action: ClassVar[str | None] = "delivery.attempt_failed"
+    outcome: str
+    tried_at: datetime
+    attempts: int
+    needs_supervisor: bool
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "at": self.tried_at.isoformat(),
+                "attempts": self.attempts, "needs_supervisor": self.needs_supervisor}
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedOverdue(Event):
+    audit_action: ClassVar[str | None] = "sla.overdue"
+    due_at: datetime
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"due_at": self.due_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class InterimAnswerDue(Event):
+    """[002: 2.8.10] the answer will not come in time: an interim answer is due."""
+
+    audit_action: ClassVar[str | None] = "sla.interim_answer_due"
+    due_at: datetime
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"due_at": self.due_at.isoformat()}

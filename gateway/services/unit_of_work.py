@@ -1,0 +1,230 @@
+"""The unit of work: one transaction holding the appeals, the pollers' cursors, the audit log
+and the outbox, as the services see them.
+
+Services load appeals, call one of their methods and leave the block; on a clean exit the
+unit of work commits the appeals together with every row their events cause. The events
+become rows here and only here (`changes`), so a new event cannot forget its audit entry
+or its outbox row. `gateway.storage.unit_of_work` is the SQL implementation; the tests'
+fake keeps everything in memory.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from gateway.domain import events as ev
+from gateway.domain.appeal import Appeal, DeliveryRecord, StatusChange
+from gateway.services import outbox_actions
+from outbox.store import NewMessage
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who (a role or component) did what to which appeal; never personal data."""
+
+    at: datetime
+    actor: str
+    action: str
+    appeal_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownCall:
+    """What a repeat of a call is checked against: its journal entry, key and content."""
+
+    appeal_id: str
+    hotline: str
+    journal_id: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewAppeal:
+    """An appeal taken at intake, with what intake decided beside it."""
+
+    appeal: Appeal
+    content_hash: str
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppealPage:
+    items: list[Appeal]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollerState:
+    system: str
+    cursor: str | None
+    last_success_at: datetime | None
+    last_error: str | None  # no personal data
+
+
+class AlreadyStored(Exception):
+    """The commit was refused because a unique record exists already (a repeated call)."""
+
+
+class BadCursor(ValueError):
+    """A list cursor this gateway did not give out."""
+
+
+class AppealRepository(Protocol):
+    """Appeals by id and by what the target systems call them. In a writing unit of work the
+    appeals it returns are locked until commit (PostgreSQL: FOR UPDATE; SQLite: one writer),
+    so what a method decides from them still holds when it is written."""
+
+    def add(self, new: NewAppeal) -> None: ...
+
+    async def get(self, appeal_id: str) -> Appeal | None:
+        """With its history and deliveries."""
+        ...
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, Appeal]:
+        """Without history and deliveries; missing ids are left out."""
+        ...
+
+    async def by_external(self, system: str, external_ids: Sequence[str]) -> dict[str, Appeal]:
+        """By the target system's record id; without history and deliveries."""
+        ...
+
+    async def ids_by_external_number(self, system: str, number: str) -> list[str]:
+        """At most two: an export's «Номер», written with or without its prefix."""
+        ...
+
+    async def known_calls(self, hotline: str, journal_id: str,
+                          idempotency_key: str | None) -> list[KnownCall]: ...
+
+    async def ids_to_mark_overdue(self, now: datetime, limit: int) -> list[str]: ...
+
+    async def ids_to_remind(self, now: datetime, lead: timedelta, limit: int) -> list[str]: ...
+
+    async def ready_for_delivery(self, limit: int) -> list[Appeal]:
+        """Answers waiting to reach the applicant, the most urgent callback first."""
+        ...
+
+    async def page(self, *, status: str | None, updated_since: datetime | None,
+                   overdue: bool | None, limit: int, cursor: str | None) -> AppealPage:
+        """Keyset paging by (updated_at, id); raises BadCursor."""
+        ...
+
+    async def count_by_status(self) -> dict[str, int]: ...
+
+    async def count_overdue(self) -> int: ...
+
+    def seen(self) -> Sequence[Appeal]:
+        """Every appeal added or loaded in this unit of work."""
+        ...
+
+    def added(self) -> Sequence[NewAppeal]: ...
+
+
+class PollerCursors(Protocol):
+    """Where each poller resumes, and its last success and error for /status."""
+
+    async def get(self, system: str) -> str | None: ...
+
+    async def save(self, system: str, cursor: str | None, now: datetime) -> None: ...
+
+    async def record_error(self, system: str, reason: str, now: datetime) -> None: ...
+
+    async def all(self) -> list[PollerState]: ...
+
+
+@dataclass
+class Changes:
+    """What one commit writes, derived from the appeals' events."""
+
+    new: list[NewAppeal] = field(default_factory=list)
+    updated: list[Appeal] = field(default_factory=list)
+    history: list[tuple[str, StatusChange]] = field(default_factory=list)
+    deliveries: list[tuple[str, DeliveryRecord, datetime]] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+    messages: list[NewMessage] = field(default_factory=list)
+
+
+class UnitOfWork(abc.ABC):
+    """`async with storage.write() as uow:` ... commits on a clean exit, else rolls back."""
+
+    appeals: AppealRepository
+    cursors: PollerCursors
+
+    def __init__(self) -> None:
+        self._audit: list[AuditEntry] = []
+
+    def audit(self, entry: AuditEntry) -> None:
+        """An audit entry that belongs to no appeal event (an admin's re-drive, say)."""
+        self._audit.append(entry)
+
+    async def __aenter__(self) -> Self:
+        await self._begin()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            await self._rollback(exc_type, exc, tb)
+            return
+        await self._commit(self.changes())
+        # Only now: an appeal whose commit failed keeps its events for the next try.
+        for appeal in self.appeals.seen():
+            appeal.events.clear()
+
+    def changes(self) -> Changes:
+        """The one place where events become rows."""
+        changes = Changes(new=list(self.appeals.added()), audit=list(self._audit))
+        self._audit.clear()
+        new_ids = {n.appeal.id for n in changes.new}
+        for appeal in self.appeals.seen():
+            if not appeal.events:
+                continue
+            if appeal.id not in new_ids:
+                changes.updated.append(appeal)
+            for event in appeal.events:
+                _rows_of(appeal, event, changes)
+        return changes
+
+    @abc.abstractmethod
+    async def _begin(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _commit(self, changes: Changes) -> None: ...
+
+    @abc.abstractmethod
+    async def _rollback(self, exc_type: type[BaseException], exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+
+def _rows_of(appeal: Appeal, event: ev.Event, changes: Changes) -> None:
+    if isinstance(event, ev.StatusChanged):
+        changes.history.append(
+            (appeal.id, StatusChange(event.status, event.at, event.actor, event.note)))
+    elif isinstance(event, ev.Delivered):
+        changes.deliveries.append((appeal.id, DeliveryRecord(
+            event.channel, "delivered", event.delivered_at, event.by, event.source), event.at))
+    elif isinstance(event, ev.CallbackFailed):
+        changes.deliveries.append((appeal.id, DeliveryRecord(
+            "phone", event.outcome, event.tried_at, None, "gateway"), event.at))
+    if event.audit_action is not None:
+        changes.audit.append(AuditEntry(event.at, event.actor, event.audit_action, appeal.id,
+                                        event.audit_detail()))
+    changes.messages.extend(outbox_actions.messages_for(appeal, event))
+
+
+class Storage(Protocol):
+    """Opens units of work: `write()` for changes, `read()` for queries (nothing committed)."""
+
+    def write(self) -> UnitOfWork: ...
+
+    def read(self) -> UnitOfWork: ...
+
+    def turn(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Whether this replica takes the named turn now (one poller per system at a time)."""
+        ...
