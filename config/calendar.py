@@ -15,13 +15,14 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from config.errors import ConfigError
 from config.files import load_model
 from gateway.calendar import HolidaysWorkCalendar
 
 DEFAULT_FILE = "calendar_overrides.toml"
 
 
-class CalendarOverridesError(ValueError):
+class CalendarOverridesError(ConfigError, ValueError):
     """The overrides file is unreadable or wrong; the message names the file and the entry."""
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from config.errors import ConfigError
 from config.files import load_model
 from gateway.domain.deadlines import (
     DEFAULT_DAY_ENDS_AT,
@@ -40,7 +41,7 @@ from gateway.domain.deadlines import (
 DEFAULT_FILE = "deadlines.toml"
 
 
-class DeadlinesConfigError(ValueError):
+class DeadlinesConfigError(ConfigError, ValueError):
     """The deadlines file is unreadable or wrong; the message names the file and the key."""
 
 

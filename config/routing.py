@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from config.errors import ConfigError
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import (
     DEFAULT_DEADLINE_POLICY,
@@ -52,7 +53,7 @@ DEFAULT_ROUTING_FILE = Path(__file__).with_name("routing.toml")
 DEFAULT_TOPICS_FILE = Path(__file__).with_name("topics.toml")
 
 
-class RoutingConfigError(Exception):
+class RoutingConfigError(ConfigError):
     """Start-up refused: the configuration has problems; each names its file and entry."""
 
     def __init__(self, problems: Sequence[str]) -> None:

@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.errors import ConfigError
+
 DEFAULT_CONFIG_FILE = Path("gateway.toml")
 ROLES = ("operator", "delivery", "admin")
 
@@ -34,7 +36,7 @@ SECRET_KEYS = frozenset(
 )
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigError):
     """Start-up refused: the message names the setting and what is wrong with it."""
 
 

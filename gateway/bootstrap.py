@@ -36,6 +36,7 @@ from gateway.domain.ports import (
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
+from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
@@ -152,7 +153,8 @@ def bootstrap(
         ApiServices(
             engine=engine, storage=storage, intake=intake, status=status, clock=clock,
             version=gateway.__version__, max_body_bytes=settings.http.max_body_bytes,
-            outbox=outbox, zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
+            outbox=outbox, outbox_admin=OutboxAdmin(outbox, storage, clock),
+            zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
         ),
         tokens,
     )

@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from config.calendar import CalendarOverridesError
-from config.deadlines import DeadlinesConfigError
-from config.routing import RoutingConfigError
+from adapters.errors import AdapterError
+from config.errors import ConfigError
 from config.settings import Settings, SettingsError, load_settings
+from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.storage.database import is_sqlite
 
@@ -38,9 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (SettingsError, RoutingConfigError, DeadlinesConfigError, CalendarOverridesError) as exc:
+    except ConfigError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except (GatewayError, AdapterError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -303,7 +306,7 @@ def _cmd_pos_import(args: argparse.Namespace) -> int:
 
 
 async def _pos_import(settings: Settings, path: Path) -> int:
-    from adapters.pos.export_import import ExportFormatError, read_export
+    from adapters.pos.export_import import read_export
     from adapters.pos.mapping import load_mapping
     from gateway.bootstrap import Adapters, bootstrap
     from gateway.domain.ports import ExternalUpdate
@@ -311,7 +314,7 @@ async def _pos_import(settings: Settings, path: Path) -> int:
 
     try:
         parsed = read_export(path, load_mapping(settings.pos.mapping_file))
-    except (ExportFormatError, OSError) as exc:
+    except (AdapterError, OSError) as exc:
         print(f"gateway: cannot read {path}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     gateway = bootstrap(settings, adapters=Adapters())
@@ -344,25 +347,23 @@ def _cmd_outbox_retry(args: argparse.Namespace) -> int:
 
 async def _outbox_retry(settings: Settings, message_id: int | None, all_dead: bool) -> int:
     from gateway.bootstrap import Adapters, bootstrap
-    from gateway.services.unit_of_work import AuditEntry
+    from gateway.services.outbox_admin import NotDead, OutboxAdmin
 
     gateway = bootstrap(settings, adapters=Adapters())
+    admin = OutboxAdmin(gateway.outbox, gateway.storage, gateway.clock)
     try:
         if all_dead:
-            count = await gateway.outbox.redrive_all_dead()
-            detail: dict[str, Any] = {"count": count}
-            print(f"re-driven: {count}")
-        else:
-            assert message_id is not None
-            if not await gateway.outbox.redrive(message_id):
-                row = await gateway.outbox.get(message_id)
-                state = row.state if row else "missing"
-                print(f"gateway: outbox row {message_id} is {state}, not dead", file=sys.stderr)
-                return 1
-            detail = {"outbox_id": message_id}
-            print(f"re-driven: {message_id}")
-        async with gateway.storage.write() as uow:
-            uow.audit(AuditEntry(gateway.clock.now(), "cli", "outbox.redriven", None, detail))
+            result = await admin.redrive_all_dead("cli")
+            print(f"re-driven: {result.rows} (appeals back to accepted: {result.appeals})")
+            return 0
+        assert message_id is not None
+        try:
+            await admin.redrive(message_id, "cli")
+        except (LookupError, NotDead) as exc:
+            state = exc.state if isinstance(exc, NotDead) else "missing"
+            print(f"gateway: outbox row {message_id} is {state}, not dead", file=sys.stderr)
+            return 1
+        print(f"re-driven: {message_id}")
         return 0
     finally:
         await gateway.close()

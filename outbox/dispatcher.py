@@ -29,13 +29,16 @@ from dataclasses import dataclass
 
 import structlog
 
-from outbox.handlers import Handlers
+from outbox.handlers import Handlers, Registration
 from outbox.leases import Heartbeat, heartbeat_interval, new_owner_id
 from outbox.metrics import OutboxMetrics
 from outbox.retry import GiveUp, decide
 from outbox.store import Message, OutboxStore, Settlement, Verdict
 
 log = structlog.get_logger("outbox.dispatcher")
+
+# A dead-letter hook that failed is tried again this soon.
+DEAD_HOOK_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +264,7 @@ class Dispatcher:
                 "(worker crashed or stalled)"
             )
             log.warning("outbox.dead_lettered", reason=reason)
-            self._finish(entry, Settlement.dead(m.lease, reason))
+            self._finish(entry, await self._give_up(registration, m, reason))
             return
         started = time.perf_counter()
         outcome = "ok"
@@ -284,8 +287,8 @@ class Dispatcher:
             )
             if isinstance(decision, GiveUp):
                 outcome = "dead"
-                settlement = Settlement.dead(m.lease, decision.reason)
                 log.warning("outbox.dead_lettered", reason=decision.reason)
+                settlement = await self._give_up(registration, m, decision.reason)
             else:
                 outcome = "retry"
                 settlement = Settlement.retry(m.lease, decision.at, decision.reason)
@@ -301,6 +304,19 @@ class Dispatcher:
                 time.perf_counter() - started
             )
         self._finish(entry, settlement)
+
+    async def _give_up(self, registration: Registration, m: Message, reason: str) -> Settlement:
+        """Dead, once the registration's hook has heard why; if the hook fails, the row
+        comes back shortly and is given up again, so the hook runs until it succeeds."""
+        if registration.on_dead is None:
+            return Settlement.dead(m.lease, reason)
+        try:
+            await registration.on_dead(m, reason)
+        except Exception as exc:  # noqa: BLE001 - the row returns; nothing is lost
+            log.error("outbox.dead_hook_failed", error_type=type(exc).__name__)
+            return Settlement.retry(m.lease, self._clock() + DEAD_HOOK_RETRY_S,
+                                    f"{reason}; dead-letter hook failed: {type(exc).__name__}")
+        return Settlement.dead(m.lease, reason)
 
     def _finish(self, entry: _InFlight, settlement: Settlement) -> None:
         if entry.lost:

@@ -15,14 +15,20 @@ from outbox.retry import DEFAULT_POLICY, RetryPolicy
 from outbox.store import Message
 
 Handler = Callable[[Message], Awaitable[None]]
+# Told, before the row is settled dead, why it was given up; must be safe to run twice.
+DeadLetterHook = Callable[[Message, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
+    """One action: its handler, its retry policy, and who hears when it is given up
+    (`on_dead`: the gateway marks the appeal failed, so the loss is seen, not silent)."""
+
     target: str
     action: str
     handler: Handler
     policy: RetryPolicy = field(default=DEFAULT_POLICY)
+    on_dead: DeadLetterHook | None = None
 
 
 class Handlers:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from adapters.errors import AdapterError
+
 CRLF = b"\r\n"
 _BOUNDARY_RE = re.compile(r'boundary\s*=\s*"?([^";]+)"?', re.IGNORECASE)
 T = TypeVar("T")
@@ -29,7 +31,7 @@ _REASONS = {
 }
 
 
-class MultipartError(ValueError):
+class MultipartError(AdapterError, ValueError):
     """The body is not the multipart/mixed batch it claims to be (truncated, no boundary)."""
 
 

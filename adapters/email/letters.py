@@ -26,6 +26,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from adapters.errors import AdapterError
 from gateway.domain.appeal import Appeal, Urgency
 from gateway.domain.ports import OutgoingMail
 from gateway.domain.route import EmailTarget
@@ -56,7 +57,7 @@ _URGENCY_LABELS: Mapping[Urgency, str] = {
 _NOT_GIVEN = "не указан"
 
 
-class TemplateError(ValueError):
+class TemplateError(AdapterError, ValueError):
     """A letter template is missing or uses a placeholder the letter does not provide."""
 
 

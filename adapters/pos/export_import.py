@@ -24,6 +24,7 @@ from openpyxl import load_workbook
 from openpyxl.utils.datetime import from_excel
 from openpyxl.utils.exceptions import InvalidFileException
 
+from adapters.errors import AdapterError
 from adapters.pos.mapping import PosMapping, normalize_name
 from gateway.domain.appeal import AppealStatus
 
@@ -52,7 +53,7 @@ _YES = frozenset({"да", "yes", "true", "1", "просрочено"})
 _NO = frozenset({"нет", "no", "false", "0"})
 
 
-class ExportFormatError(ValueError):
+class ExportFormatError(AdapterError, ValueError):
     """The file is not a ПОС export we can read at all (no header, not a workbook)."""
 
 

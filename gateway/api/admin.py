@@ -16,7 +16,7 @@ from gateway.api.bodies import BAD_QUERY, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
 from gateway.api.wire import OutboxQuery
-from gateway.services.unit_of_work import AuditEntry
+from gateway.services.outbox_admin import NotDead
 from outbox.schema import State
 from outbox.store import MessageRecord
 
@@ -51,20 +51,15 @@ async def retry_outbox(request: web.Request) -> web.Response:
         message_id = int(request.match_info["id"])
     except ValueError:
         raise ApiError(404, "not_found", "Нет такой записи / no such outbox row") from None
-    row = await services.outbox.get(message_id)
-    if row is None:
-        raise ApiError(404, "not_found", "Нет такой записи / no such outbox row")
-    if not await services.outbox.redrive(message_id):
+    try:
+        row = await services.outbox_admin.redrive(message_id, request[ROLE_KEY])
+    except LookupError:
+        raise ApiError(404, "not_found", "Нет такой записи / no such outbox row") from None
+    except NotDead as exc:
         raise ApiError(409, "not_dead",
-                       f"Запись в состоянии {row.state}; повторить можно только dead "
-                       f"/ the row is {row.state}; only dead rows can be re-driven")
-    async with services.storage.write() as uow:
-        uow.audit(AuditEntry(services.clock.now(), request[ROLE_KEY], "outbox.redriven",
-                             row.ordering_key, {"outbox_id": message_id, "target": row.target,
-                                                "action": row.action}))
-    refreshed = await services.outbox.get(message_id)
-    assert refreshed is not None
-    return json_response(outbox_body(refreshed))
+                       f"Запись в состоянии {exc.state}; повторить можно только dead "
+                       f"/ the row is {exc.state}; only dead rows can be re-driven") from None
+    return json_response(outbox_body(row))
 
 
 def outbox_body(row: MessageRecord) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.ports import Clock
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
+from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.unit_of_work import Storage
 from outbox.metrics import OutboxMetrics
 from outbox.store import OutboxStore
@@ -31,6 +32,7 @@ class ApiServices:
     clock: Clock
     version: str
     outbox: OutboxStore
+    outbox_admin: OutboxAdmin
     zone_of: Callable[[str], tzinfo]
     max_body_bytes: int = 64 * 1024
     metrics: OutboxMetrics | None = None

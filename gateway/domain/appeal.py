@@ -28,6 +28,7 @@ from gateway.domain.status import (
     can_transition,
     is_step_back,
 )
+from gateway.errors import GatewayError
 
 __all__ = [
     "AnswerChannel",
@@ -83,13 +84,13 @@ class DeliveryResult(StrEnum):
     ALREADY_RECORDED = "already_recorded"
 
 
-class AnswerNotReady(Exception):
+class AnswerNotReady(GatewayError):
     def __init__(self, status: AppealStatus) -> None:
         super().__init__(status.value)
         self.status = status
 
 
-class DeliveryConflict(Exception):
+class DeliveryConflict(GatewayError):
     """Delivered already, by another channel."""
 
     def __init__(self, recorded: str) -> None:
@@ -97,7 +98,7 @@ class DeliveryConflict(Exception):
         self.recorded = recorded
 
 
-class CallbacksExhausted(Exception):
+class CallbacksExhausted(GatewayError):
     """[001: 13] three tries in all; after that the supervisor decides, not another retry."""
 
     def __init__(self, attempts: int) -> None:
@@ -232,6 +233,19 @@ class Appeal:
         if self.status is AppealStatus.ACCEPTED:
             self._move(AppealStatus.REGISTERED, at, "email", note="request sent")
         self.events.append(ev.RequestSent(self.id, at, "email", recipients))
+
+    def forwarding_failed(self, action: str, reason: str, at: datetime, actor: str) -> None:
+        """Forwarding was given up (a dead letter): an appeal not yet forwarded is failed,
+        with the reason in its history, so it shows in ?status=failed for an admin."""
+        if self.status is AppealStatus.ACCEPTED:
+            self._move(AppealStatus.FAILED, at, actor, note=reason[:300])
+        self.events.append(ev.ForwardingFailed(self.id, at, actor, action, reason[:300]))
+
+    def forwarding_redriven(self, action: str, at: datetime, actor: str) -> None:
+        """The dead action was re-driven: a failed appeal waits for forwarding again."""
+        if self.status is AppealStatus.FAILED:
+            self._move(AppealStatus.ACCEPTED, at, actor, note=f"re-driven: {action}")
+        self.events.append(ev.ForwardingRedriven(self.id, at, actor, action))
 
     # -- what the target system says ------------------------------------------------------
 

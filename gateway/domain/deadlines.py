@@ -29,6 +29,7 @@ from typing import TypeAlias, assert_never
 
 from gateway.domain.appeal import Urgency
 from gateway.domain.ports import WorkCalendar
+from gateway.errors import GatewayError
 
 DEFAULT_POLICY = "default"
 
@@ -196,7 +197,7 @@ class CallbackRule:
             raise ValueError("`by` is a local wall-clock time and takes no time zone")
 
 
-class UnknownDeadlinePolicy(KeyError):
+class UnknownDeadlinePolicy(GatewayError, KeyError):
     """A route names a deadline policy the configuration does not define."""
 
     def __init__(self, name: str, known: Sequence[str]) -> None:
@@ -263,7 +264,7 @@ class Extension:
     reason: str
 
 
-class ExtensionRefused(ValueError):
+class ExtensionRefused(GatewayError, ValueError):
     """The extension cannot be granted as asked (no reason, or not later than now due)."""
 
 

@@ -145,3 +145,26 @@ class InterimAnswerDue(Event):
 
     def audit_detail(self) -> dict[str, Any]:
         return {"due_at": self.due_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingFailed(Event):
+    """An action that carries the appeal out was given up (a dead letter)."""
+
+    audit_action: ClassVar[str | None] = "forwarding.failed"
+    action: str
+    reason: str  # written by adapters without personal data
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"action": self.action, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingRedriven(Event):
+    """An admin re-drove the dead action: the appeal waits for forwarding again."""
+
+    audit_action: ClassVar[str | None] = "forwarding.redriven"
+    action: str
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"action": self.action}

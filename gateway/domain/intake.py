@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import phonenumbers
 
 from gateway.domain.appeal import AnswerChannel, Applicant
+from gateway.errors import GatewayError
 
 # [001: 15] a call must be in the tracking system within 1 hour of its arrival.
 REGISTRATION_WINDOW = timedelta(hours=1)
@@ -32,7 +33,7 @@ class Refusal:
     fields: dict[str, str]
 
 
-class InvalidPhone(ValueError):
+class InvalidPhone(GatewayError, ValueError):
     pass
 
 

@@ -29,6 +29,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from gateway.domain.route import DeloTarget, EmailTarget, PosTarget, Route, TargetSystem
+from gateway.errors import GatewayError
 
 DEFAULT_TEXT_PREFIX = "Центр мониторинга 112"  # [003] the fixed marker of the hotline
 DEFAULT_DEADLINE_POLICY = "default"
@@ -63,7 +64,7 @@ def default_deadline_policy(system: TargetSystem) -> str:
 # --- errors ---------------------------------------------------------------------------
 
 
-class RoutingError(Exception):
+class RoutingError(GatewayError):
     """A call cannot be routed; `field` names the intake field to blame, if any."""
 
     field: str | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from gateway.errors import GatewayError
+
 
 class AppealStatus(StrEnum):
     ACCEPTED = "accepted"  # stored and queued
@@ -52,7 +54,7 @@ _FORWARD_ORDER = [AppealStatus.ACCEPTED, AppealStatus.REGISTERED, AppealStatus.I
                   AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT, AppealStatus.DELIVERED]
 
 
-class TransitionNotAllowed(Exception):
+class TransitionNotAllowed(GatewayError):
     def __init__(self, current: AppealStatus, wanted: AppealStatus) -> None:
         super().__init__(f"status {current.value} cannot change to {wanted.value}")
         self.current = current

@@ -80,7 +80,8 @@ class Forwarding:
         """What this gateway can do, each with its policy: the dispatcher's table."""
         table: list[Registration] = []
         for system in self._registrars:
-            table.append(Registration(system, "register", self.register, REGISTER_POLICY))
+            table.append(Registration(system, "register", self.register, REGISTER_POLICY,
+                                      on_dead=self.forwarding_failed))
         if "pos" in self._confirmers:
             target, action = actions.POS_CONFIRM_DELIVERY
             table.append(Registration(target, action, self.confirm_delivery, CONFIRM_POLICY))
@@ -89,7 +90,8 @@ class Forwarding:
             table.append(Registration(target, action, self.confirm_delivery, CONFIRM_POLICY))
         if self._mailer is not None and self._letters is not None:
             target, action = actions.EMAIL_REQUEST
-            table.append(Registration(target, action, self.send_request, MAIL_POLICY))
+            table.append(Registration(target, action, self.send_request, MAIL_POLICY,
+                                      on_dead=self.forwarding_failed))
             target, action = actions.EMAIL_ANSWER
             table.append(Registration(target, action, self.send_answer, MAIL_POLICY))
         return table
@@ -110,6 +112,17 @@ class Forwarding:
         async with self._storage.read() as uow:
             found = await uow.appeals.get_many(ids)
         return [found.get(appeal_id) for appeal_id in ids]
+
+    async def forwarding_failed(self, message: Message, reason: str) -> None:
+        """The dead-letter hook of the forwarding actions: the appeal shows as failed."""
+        appeal_id = str(message.payload.get("appeal_id", ""))
+        async with self._storage.write() as uow:
+            appeal = await uow.appeals.get(appeal_id)
+            if appeal is None:
+                return  # nothing to mark: the row's own reason says so
+            appeal.forwarding_failed(f"{message.target}.{message.action}", reason,
+                                     self._clock.now(), message.target)
+        log.warning("forwarding.failed", appeal_id=appeal_id, target=message.target)
 
     # -- register ------------------------------------------------------------------------
 

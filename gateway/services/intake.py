@@ -28,6 +28,7 @@ from gateway.domain.intake import (
 from gateway.domain.ports import Clock
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import UnknownTopic
+from gateway.errors import GatewayError
 from gateway.services.planning import DeadlinePlanner, RoutePlanner
 from gateway.services.unit_of_work import AlreadyStored, NewAppeal, Storage, UnitOfWork
 from gateway.storage.batching import Batcher
@@ -35,13 +36,13 @@ from gateway.storage.batching import Batcher
 log = structlog.get_logger(__name__)
 
 
-class CallRefused(Exception):
+class CallRefused(GatewayError):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.code)
         self.refusal = refusal
 
 
-class CallConflict(Exception):
+class CallConflict(GatewayError):
     """The same journal entry or Idempotency-Key was already used for a different call."""
 
     def __init__(self, existing_id: str, by: str) -> None:

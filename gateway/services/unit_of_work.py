@@ -20,6 +20,7 @@ from typing import Any, Protocol, Self
 
 from gateway.domain import events as ev
 from gateway.domain.appeal import Appeal, DeliveryRecord, StatusChange
+from gateway.errors import GatewayError
 from gateway.services import outbox_actions
 from outbox.store import NewMessage
 
@@ -68,11 +69,11 @@ class PollerState:
     last_error: str | None  # no personal data
 
 
-class AlreadyStored(Exception):
+class AlreadyStored(GatewayError):
     """The commit was refused because a unique record exists already (a repeated call)."""
 
 
-class BadCursor(ValueError):
+class BadCursor(GatewayError, ValueError):
     """A list cursor this gateway did not give out."""
 
 

@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.errors import GatewayError
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -47,8 +49,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(read)
 
 
-class SchemaOutdated(Exception):
-    pass
+class SchemaOutdated(GatewayError):
+    """The database's schema is older than this gateway's; `gateway db upgrade` first."""
 
 
 async def ensure_current(engine: AsyncEngine) -> None:

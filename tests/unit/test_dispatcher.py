@@ -426,3 +426,48 @@ async def test_stats_report_counts_and_oldest_pending_age() -> None:
     assert stats.by_state == {"pending": 2, "leased": 0, "done": 0, "dead": 0}
     assert stats.by_target["pos"]["pending"] == 2
     assert stats.oldest_pending_age_s == 42
+
+
+async def test_a_given_up_row_tells_its_dead_letter_hook_before_it_is_dead() -> None:
+    store = InMemoryStore()
+    heard: list[tuple[int, str]] = []
+
+    async def handler(m: Message) -> None:
+        raise Permanent("400: category not allowed")
+
+    async def on_dead(m: Message, reason: str) -> None:
+        heard.append((m.id, reason))
+
+    [row_id] = await store.enqueue(None, [msg("a1")])
+    handlers = Handlers([Registration("pos", "register", handler, NO_JITTER, on_dead=on_dead)])
+    await Dispatcher(store, handlers, settings=FAST).drain()
+
+    assert state_of(store, row_id) is State.DEAD
+    assert heard == [(row_id, "permanent: 400: category not allowed")]
+
+
+async def test_a_failing_dead_letter_hook_brings_the_row_back_until_the_hook_succeeds() -> None:
+    clock = ManualClock()
+    store = InMemoryStore(clock=clock)
+    calls = 0
+
+    async def handler(m: Message) -> None:
+        raise Permanent("400: refused")
+
+    async def on_dead(m: Message, reason: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database briefly unavailable")
+
+    [row_id] = await store.enqueue(None, [msg("a1")])
+    handlers = Handlers([Registration("pos", "register", handler, NO_JITTER, on_dead=on_dead)])
+    dispatcher = Dispatcher(store, handlers, settings=FAST, clock=clock)
+    await dispatcher.drain()
+    assert state_of(store, row_id) is State.PENDING  # not silently dead: the hook must hear
+
+    clock.advance(10)
+    await dispatcher.drain()
+
+    assert state_of(store, row_id) is State.DEAD
+    assert calls == 2

@@ -42,6 +42,13 @@ async def test_a_registration_refused_for_good_is_a_dead_letter_an_admin_can_red
     for secret in (*PERSONAL, SUMMARY):
         assert secret not in shown
     assert (await flow.sim_stats())["messages"] == 0
+    # Issue 12: the dead letter fails its appeal, with the reason, where people look.
+    failed = await flow.get(accepted["id"])
+    assert failed["status"] == "failed"
+    assert "401" in (failed["history"][-1]["note"] or "")
+    listed = await flow.client.get("/api/v1/calls", params={"status": "failed"}, headers=OPERATOR)
+    assert [c["id"] for c in (await listed.json())["items"]] == [accepted["id"]]
+    assert status["appeals"]["by_status"] == {"failed": 1}
 
     retry = f"/api/v1/outbox/{dead[0]['id']}/retry"
     assert (await flow.client.post(retry, headers=OPERATOR)).status == 403
@@ -57,10 +64,13 @@ async def test_a_registration_refused_for_good_is_a_dead_letter_an_admin_can_red
 
     appeal = await flow.get(accepted["id"])
     assert appeal["status"] == "registered"
+    assert [h["status"] for h in appeal["history"]] == [
+        "accepted", "failed", "accepted", "registered"]
     assert (await flow.sim_stats())["creates_by_key"] == {accepted["id"]: 1}
     assert await _dead(flow) == []
     actions = [a["action"] for a in await flow.audit(accepted["id"])]
     assert "outbox.redriven" in actions and "call.registered" in actions
+    assert "forwarding.failed" in actions and "forwarding.redriven" in actions
 
 
 async def test_a_confirmation_crossing_a_different_one_made_in_pos_is_left_for_an_admin(
