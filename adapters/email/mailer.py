@@ -44,7 +44,7 @@ import hashlib
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -54,6 +54,7 @@ from typing import Any
 import aiosmtplib
 import structlog
 
+from gateway.domain.mailbox import NotSendable, smtp_mailbox
 from gateway.domain.ports import Clock, OutgoingMail
 from outbox.errors import Ambiguous, Permanent, Transient
 
@@ -209,14 +210,21 @@ def _data_block(payload: bytes) -> bytes:
 
 
 def _checked_recipients(to: Sequence[str]) -> tuple[str, ...]:
-    """Plain ASCII addresses only: without SMTPUTF8 nothing else can be sent."""
+    """ASCII mailboxes, Cyrillic domains in IDNA form (`gateway.domain.mailbox`, the rule
+    intake applies too): without SMTPUTF8 nothing else can be sent."""
     if not to:
         raise Permanent("letter has no recipient")
+    sendable = []
     for address in to:
-        if not address.isascii() or _ADDRESS_RE.match(address) is None:
+        try:
+            mailbox = smtp_mailbox(address)
+        except NotSendable as exc:
+            raise Permanent(f"a recipient address cannot be sent to: {exc}") from None
+        if _ADDRESS_RE.match(mailbox) is None:
             raise Permanent("a recipient address is not a plain ASCII mailbox")
+        sendable.append(mailbox)
     # One RCPT per distinct mailbox; the order is kept for the To header.
-    return tuple(dict.fromkeys(to))
+    return tuple(dict.fromkeys(sendable))
 
 
 class SmtpMailer:
@@ -268,8 +276,9 @@ class SmtpMailer:
             # No key, no idempotency: a retry will be a second letter.
             message_id = make_msgid(domain=self._domain)
         now = self._clock.now() if self._clock is not None else datetime.now(UTC)
-        payload = compose(mail, sender=self._settings.sender, message_id=message_id,
-                          date=now, reply_to=self._settings.reply_to)
+        # The To header names the mailboxes as sent (IDNA domains), not as typed.
+        payload = compose(replace(mail, to=recipients), sender=self._settings.sender,
+                          message_id=message_id, date=now, reply_to=self._settings.reply_to)
         log = _log.bind(message_id=loggable_id(message_id), recipient_count=len(recipients))
         try:
             result, reused = await self._send_pooled(recipients, _data_block(payload))

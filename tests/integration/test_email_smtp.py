@@ -331,9 +331,21 @@ async def test_server_that_never_greets_times_out_as_transient() -> None:
         await server.wait_closed()
 
 
-async def test_non_ascii_recipient_is_permanent(mailer: SmtpMailer) -> None:
+async def test_non_ascii_mailbox_name_is_permanent(mailer: SmtpMailer) -> None:
+    """Issue 12: without SMTPUTF8 a Cyrillic mailbox name cannot be sent (intake refuses it
+    by the same rule, gateway.domain.mailbox, so no accepted call's letter dies of it)."""
     with pytest.raises(Permanent):
         await mailer.send(plain_mail(to=("петров@почта.рф",)))
+
+
+async def test_cyrillic_domain_is_sent_in_its_idna_form(
+    mailer: SmtpMailer, maildir: Path,
+) -> None:
+    await mailer.send(plain_mail(to=("petrov@почта.рф",)))
+
+    [message] = read_maildir(maildir)
+    assert message["X-Sink-Rcpt-To"] == "petrov@xn--80a1acny.xn--p1ai"
+    assert [a.addr_spec for a in message["To"].addresses] == ["petrov@xn--80a1acny.xn--p1ai"]
 
 
 async def test_reserved_header_is_permanent(mailer: SmtpMailer) -> None:

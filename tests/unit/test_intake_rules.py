@@ -23,6 +23,7 @@ from gateway.domain.intake import (
     registered_late,
     with_normalised_phone,
 )
+from gateway.domain.mailbox import NotSendable, smtp_mailbox
 from gateway.domain.route import Route
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
@@ -308,3 +309,18 @@ def test_an_informational_call_stays_journaled() -> None:
 def test_every_status_has_its_transitions_declared() -> None:
     for status in AppealStatus:
         can_transition(status, AppealStatus.DELIVERED)  # no KeyError
+
+
+@pytest.mark.parametrize(("typed", "sent"), [
+    ("petrov@mail.ru", "petrov@mail.ru"),
+    ("Petrov@Mail.RU", "Petrov@mail.ru"),
+    ("petrov@почта.рф", "petrov@xn--80a1acny.xn--p1ai"),
+])
+def test_sendable_addresses_go_out_with_an_idna_domain(typed: str, sent: str) -> None:
+    assert smtp_mailbox(typed) == sent
+
+
+@pytest.mark.parametrize("typed", ["тест@пример.рф", "петров@mail.ru", "no-at-sign", "a@-bad-.рф"])
+def test_addresses_plain_smtp_cannot_reach_are_not_sendable(typed: str) -> None:
+    with pytest.raises(NotSendable):
+        smtp_mailbox(typed)
