@@ -21,7 +21,6 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
-from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 from zoneinfo import ZoneInfo
@@ -38,7 +37,12 @@ from adapters.delo.multipart import (
     decode_responses,
     encode_requests,
 )
-from adapters.retry_after import parse_retry_after
+from adapters.http_outcomes import (
+    Verdict,
+    status_outcome,
+    status_verdict,
+    transport_outcome,
+)
 from gateway.domain.appeal import Appeal, Applicant, DeliveryChannel, Urgency
 from gateway.domain.ports import Answer, ExternalRef, ExternalUpdate, UpdatesPage
 from outbox.errors import Ambiguous, HandlerOutcome, Permanent, Transient
@@ -109,7 +113,6 @@ class DeloClient:
         self._server_zone = server_zone
         self._initial_since = initial_since
         self._annotation_max_len = annotation_max_len
-        self._session_id: str | None = None
         self._login_lock = asyncio.Lock()
         self._docgroup: wire.DocGroup | None = None
         self._rubric_dues = _Lru[str, str](1000)
@@ -516,56 +519,72 @@ class DeloClient:
         """One call in the session, renewed once if Дело says the session is gone.
 
         `effect` says whether the call changes anything: a write whose answer was lost
-        is Ambiguous, a read is only Transient.
+        is Ambiguous, a read is only Transient. The session cookie travels in the
+        client's cookie jar, where the login answer put it.
+
+        A session lost again right after a fresh login is Transient, not a configuration
+        error: sessions do expire moments after a login (a server restart, a short
+        timeout), and the login itself succeeded. The outbox's retry policy bounds the
+        repeats; only a refused login says the configuration is wrong.
         """
         is_expired = expired or _session_expired
         for attempt in (1, 2):
             session_id = await self._session()
             try:
                 response = await self._http.request(
-                    method, path, params=params, content=content,
-                    headers={**(headers or {}),
-                             "Cookie": f"{wire.SESSION_COOKIE}={session_id}"},
+                    method, path, params=params, content=content, headers=headers,
                 )
             except httpx.TransportError as exc:
-                raise _transport_outcome(exc, what, effect=effect) from None
+                raise transport_outcome(exc, f"delo: {what}", write=effect) from None
             if is_expired(response):
+                await self._forget_session(session_id)
                 if attempt == 1:
-                    await self._forget_session(session_id)
                     continue
-                raise Permanent(f"delo: {what} refused right after a fresh login "
-                                "(configuration: the account's rights)")
+                raise Transient(f"delo: {what}: session lost again right after a fresh "
+                                "login; will log in anew")
             _raise_for_status(response, what, effect=effect)
             return response
         raise AssertionError("unreachable")
 
     async def _session(self) -> str:
-        if self._session_id is not None:
-            return self._session_id
+        """The session id in the cookie jar, logging in first when there is none."""
+        current = self._session_cookie()
+        if current is not None:
+            return current
         async with self._login_lock:
-            if self._session_id is None:
-                self._session_id = await self._login()
-            return self._session_id
+            current = self._session_cookie()
+            if current is None:
+                current = await self._login()
+            return current
+
+    def _session_cookie(self) -> str | None:
+        return self._http.cookies.get(wire.SESSION_COOKIE) or None
 
     async def _forget_session(self, stale: str) -> None:
         async with self._login_lock:
             # Another task may have logged in again already; keep its session.
-            if self._session_id == stale:
-                self._session_id = None
+            if self._session_cookie() == stale:
+                self._http.cookies.delete(wire.SESSION_COOKIE)
 
     async def _login(self) -> str:
-        """A fresh session id; the login URL carries the password, so it is never shown."""
+        """A fresh session; the login URL carries the password, so it is never shown.
+
+        httpx keeps the answer's `Set-Cookie` in the client's jar, and every later call
+        carries it from there.
+        """
+        self._http.cookies.delete(wire.SESSION_COOKIE)
         try:
             response = await self._http.get(wire.LOGIN_PATH, params={
                 "app": "api", "username": self._username, "pass": self._password,
             })
         except httpx.TransportError as exc:
-            raise Transient(f"delo: login failed ({type(exc).__name__})") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise Transient(f"delo: login answered HTTP {response.status_code}",
-                            retry_after=parse_retry_after(response.headers.get("retry-after")))
-        session_id = _session_cookie(response) if response.is_success else None
+            raise transport_outcome(exc, "delo: login", write=False) from None
+        if not response.is_success and status_verdict(
+                response.status_code, write=False) is not Verdict.PERMANENT:
+            raise status_outcome(response, "delo: login", write=False)
+        session_id = self._session_cookie() if response.is_success else None
         if session_id is None:
+            self._http.cookies.delete(wire.SESSION_COOKIE)
             raise Permanent(f"delo: login refused (HTTP {response.status_code}) "
                             "(configuration: delo username/password)")
         return session_id
@@ -727,19 +746,15 @@ def _raise_for_status(response: httpx.Response, what: str, *, effect: bool) -> N
     code = response.status_code
     if response.is_success:
         return
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
-    if code in (429, 503):
-        raise Transient(f"delo: {what} throttled (HTTP {code})", retry_after=retry_after)
-    if code in (502, 504, 408) and effect:
-        # A gateway or timeout answer says nothing about whether the write happened.
-        raise Ambiguous(f"delo: {what} answered HTTP {code}", retry_after=retry_after)
-    if code >= 500 or code == 408:
-        raise Transient(f"delo: {what} failed (HTTP {code})", retry_after=retry_after)
-    if code == 403:
-        raise Permanent(f"delo: {what} forbidden (HTTP 403) (configuration: the account's rights)")
-    error = wire.odata_error_code(_json_or_none(response))
-    detail = f", {error}" if error else ""
-    raise Permanent(f"delo: {what} refused (HTTP {code}{detail})")
+    refused = None
+    if status_verdict(code, write=effect) is Verdict.PERMANENT:
+        if code == 403:
+            refused = f"delo: {what} forbidden (HTTP 403) (configuration: the account's rights)"
+        else:
+            error = wire.odata_error_code(_json_or_none(response))
+            detail = f", {error}" if error else ""
+            refused = f"delo: {what} refused (HTTP {code}{detail})"
+    raise status_outcome(response, f"delo: {what}", write=effect, refused=refused)
 
 
 def _part_outcome(part: EmbeddedResponse) -> HandlerOutcome:
@@ -753,24 +768,3 @@ def _part_outcome(part: EmbeddedResponse) -> HandlerOutcome:
         return Transient(f"delo: changeset failed on the server (HTTP {part.status}{detail}); "
                          "not applied")
     return Permanent(f"delo: changeset refused (HTTP {part.status}{detail}); not applied")
-
-
-def _transport_outcome(exc: httpx.TransportError, what: str, *, effect: bool) -> Transient:
-    name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return Transient(f"delo: {what} not sent ({name})")
-    if effect:
-        return Ambiguous(f"delo: {what} sent, answer lost ({name}); may have been applied")
-    return Transient(f"delo: {what} failed ({name})")
-
-
-def _session_cookie(response: httpx.Response) -> str | None:
-    for header in response.headers.get_list("set-cookie"):
-        try:
-            cookie = SimpleCookie(header)
-        except CookieError:
-            continue
-        morsel = cookie.get(wire.SESSION_COOKIE)
-        if morsel is not None and morsel.value:
-            return morsel.value
-    return None

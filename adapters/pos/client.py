@@ -27,9 +27,9 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from adapters.http_outcomes import status_outcome, transport_outcome
 from adapters.pos import wire
 from adapters.pos.mapping import PosMapping, load_mapping
-from adapters.retry_after import parse_retry_after
 from gateway.domain.appeal import Appeal, DeliveryChannel
 from gateway.domain.ports import (
     Answer,
@@ -139,28 +139,19 @@ def _error_code(response: httpx.Response) -> str:
     return code if _SAFE_CODE.fullmatch(code) else "unrecognised"
 
 
-def _failure(op: str, response: httpx.Response) -> HandlerOutcome:
+def _failure(op: str, response: httpx.Response, *, write: bool = False) -> HandlerOutcome:
     """The outcome for a non-success status; the body is read only for the error code."""
     status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    refused = None
     if status == 422:
-        return Permanent(f"pos {op}: rejected ({_error_code(response)})")
-    if status in (401, 403):
-        return Permanent(
-            f"configuration: pos {op} answered {status}; check the token and its rights"
-        )
-    if status == 429:
-        return Transient(f"pos {op}: rate limited (429)", retry_after=retry_after)
-    if status == 408 or status >= 500:
-        return Transient(f"pos {op}: answered {status}", retry_after=retry_after)
-    if 300 <= status < 400:
-        return Permanent(f"configuration: pos {op} answered {status} redirect; check the base URL")
-    return Permanent(f"pos {op}: unexpected answer {status}")
-
-
-def _not_sent(exc: httpx.HTTPError) -> bool:
-    """Failures before any byte of the request left: repeating cannot duplicate anything."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        refused = f"pos {op}: rejected ({_error_code(response)})"
+    elif status in (401, 403):
+        refused = f"configuration: pos {op} answered {status}; check the token and its rights"
+    elif 300 <= status < 400:
+        refused = f"configuration: pos {op} answered {status} redirect; check the base URL"
+    elif status < 500 and status not in (408, 429):
+        refused = f"pos {op}: unexpected answer {status}"
+    return status_outcome(response, f"pos {op}", write=write, refused=refused)
 
 
 class PosClient:
@@ -310,10 +301,10 @@ class PosClient:
                 headers={"Idempotency-Key": appeal_id, "Content-Type": "application/json"},
             )
         except httpx.HTTPError as exc:
-            if _not_sent(exc):
-                raise Transient(f"pos create: could not connect ({type(exc).__name__})") from None
-            self._remember_uncertain(appeal_id)
-            raise Ambiguous(f"pos create: no answer ({type(exc).__name__})") from None
+            outcome = transport_outcome(exc, "pos create", write=True)
+            if isinstance(outcome, Ambiguous):
+                self._remember_uncertain(appeal_id)
+            raise outcome from None
         if response.status_code in (200, 201):
             try:
                 return wire.Message.model_validate_json(response.content)
@@ -322,9 +313,9 @@ class PosClient:
                 raise Ambiguous(
                     f"pos create: unreadable {response.status_code} answer"
                 ) from None
-        outcome = _failure("create", response)
+        outcome = _failure("create", response, write=True)
         if response.status_code >= 500:
-            # A proxy's 502/504 may stand in front of a create that did happen.
+            # Even a plain 500 may have come after the row was written.
             self._remember_uncertain(appeal_id)
         raise outcome
 
@@ -458,9 +449,7 @@ class PosClient:
                 headers={"Content-Type": "application/json"},
             )
         except httpx.HTTPError as exc:
-            if _not_sent(exc):
-                raise Transient(f"pos delivery: could not connect ({type(exc).__name__})") from None
-            raise Ambiguous(f"pos delivery: no answer ({type(exc).__name__})") from None
+            raise transport_outcome(exc, "pos delivery", write=True) from None
         status = response.status_code
         if status in (200, 201, 204):
             return
@@ -473,7 +462,7 @@ class PosClient:
             )
         if status == 404:
             raise Permanent("pos delivery: message not found in ПОС")
-        raise _failure("delivery", response)
+        raise _failure("delivery", response, write=True)
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -497,7 +486,7 @@ class PosClient:
             return await self._send("GET", path, params=params)
         except httpx.HTTPError as exc:
             # Reads have no effect: any transport failure is simply worth another try.
-            raise Transient(f"pos read: no answer ({type(exc).__name__})") from None
+            raise transport_outcome(exc, "pos read", write=False) from None
 
     async def _get(self, path: str, params: Mapping[str, str], *, op: str) -> httpx.Response:
         response = await self._send_read(path, params)

@@ -269,13 +269,33 @@ async def test_expired_session_inside_the_batch_answer_is_renewed_and_resent(
     assert delo.logins == 2 and len(delo.batches) == 2 and ref.id == "5002"
 
 
-async def test_session_refused_right_after_login_is_permanent(
+async def test_session_lost_again_right_after_a_fresh_login_is_transient_not_configuration(
     delo: FakeDelo, client: DeloClient
 ) -> None:
+    # Issue 12: a session that expired moments after a successful login dead-lettered
+    # the call as a configuration error. The login worked, so the retry policy decides.
     delo.read_faults[wire.DOCGROUP_CL] = [httpx.Response(401), httpx.Response(401)]
-    with pytest.raises(Permanent, match="configuration"):
+    with pytest.raises(Transient) as caught:
         await client.register(make_appeal())
+    assert not isinstance(caught.value, Ambiguous)
+    assert "configuration" not in caught.value.reason
     assert delo.logins == 2
+
+    # The outbox's next attempt logs in anew and goes through.
+    ref = await client.register(make_appeal(), lookup_first=True)
+    assert delo.logins == 3 and ref.id == "5002"
+    assert delo.sessions_used()[-1] == f"{wire.SESSION_COOKIE}=sid-3"
+
+
+async def test_session_lost_twice_inside_a_batch_answer_is_transient(
+    delo: FakeDelo, client: DeloClient
+) -> None:
+    lost = batch_response(BatchUnit(False, (EmbeddedResponse(401),)))
+    delo.batch_outcomes += [lost, lost]
+    with pytest.raises(Transient) as caught:
+        await client.register(make_appeal())
+    assert "configuration" not in caught.value.reason
+    assert delo.logins == 2 and len(delo.batches) == 2
 
 
 # ---- register ---------------------------------------------------------------------------
@@ -499,15 +519,55 @@ async def test_throttled_batch_honours_retry_after(
 
 
 @pytest.mark.parametrize(("status", "outcome"), [
-    (500, Transient), (503, Transient), (502, Ambiguous), (504, Ambiguous),
+    (500, Transient), (503, Transient), (408, Transient), (429, Transient),
+    (502, Ambiguous), (504, Ambiguous),
 ])
 async def test_server_errors_on_the_batch(
     delo: FakeDelo, client: DeloClient, status: int, outcome: type[Transient]
 ) -> None:
+    # The same rules as the ПОС adapter's (adapters/http_outcomes.py).
     delo.batch_outcomes.append(httpx.Response(status))
     with pytest.raises(outcome) as caught:
         await client.register(make_appeal())
     assert type(caught.value) is outcome
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_the_batch_is_looked_up_before_the_next_create(
+    delo: FakeDelo, client: DeloClient, status: int
+) -> None:
+    delo.batch_outcomes.append(httpx.Response(status))
+    with pytest.raises(Ambiguous):
+        await client.register(make_appeal())
+    delo.rows[wire.DOC_RC] = [card_row(5002)]  # the proxy's 502 hid a card that was made
+    ref = await client.register(make_appeal())
+    assert ref.id == "5002" and len(delo.batches) == 1
+
+
+@pytest.mark.parametrize(("failure", "outcome"), [
+    (httpx.ConnectError("refused"), Transient), (httpx.ConnectTimeout("connect"), Transient),
+    (httpx.ReadTimeout("read"), Ambiguous), (httpx.ReadError("reset"), Ambiguous),
+    (httpx.RemoteProtocolError("disconnected"), Ambiguous),
+])
+async def test_transport_failures_on_the_batch(
+    delo: FakeDelo, client: DeloClient, failure: Exception, outcome: type[Transient]
+) -> None:
+    delo.batch_outcomes.append(failure)
+    with pytest.raises(outcome) as caught:
+        await client.register(make_appeal())
+    assert type(caught.value) is outcome
+    assert_no_personal_data(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 410, 422])
+async def test_other_4xx_on_the_batch_are_permanent(
+    delo: FakeDelo, client: DeloClient, status: int
+) -> None:
+    delo.batch_outcomes.append(odata_error(status, "Refused", "Смирнов"))
+    with pytest.raises(Permanent) as caught:
+        await client.register(make_appeal())
+    assert str(status) in caught.value.reason
+    assert_no_personal_data(caught.value)
 
 
 async def test_refused_read_is_permanent(delo: FakeDelo, client: DeloClient) -> None:

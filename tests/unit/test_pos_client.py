@@ -247,7 +247,7 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None, now) is None
 
 
-@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 500, 503])
 async def test_408_and_5xx_are_transient(
     pos: respx.MockRouter, client: PosClient, status: int,
 ) -> None:
@@ -258,6 +258,45 @@ async def test_408_and_5xx_are_transient(
 
     assert not isinstance(caught.value, Ambiguous)
     assert str(status) in caught.value.reason and SURNAME not in caught.value.reason
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_a_write_is_ambiguous_and_looked_up_before_retrying(
+    pos: respx.MockRouter, client: PosClient, status: int,
+) -> None:
+    # The same rules as the «Дело» adapter's (adapters/http_outcomes.py).
+    create = pos.post(MESSAGES).respond(status, headers={"Retry-After": "4"})
+
+    with pytest.raises(Ambiguous) as caught:
+        await client.register(make_appeal())
+    assert caught.value.retry_after == 4.0
+    assert str(status) in caught.value.reason
+
+    lookup = pos.get(MESSAGES, params={"external_id": "apl-0001"}).respond(
+        200, json={"items": [message()], "next_cursor": None})
+    ref = await client.register(make_appeal())
+    assert ref.id == "123456" and lookup.call_count == 1 and create.call_count == 1
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_a_delivery_is_ambiguous(
+    pos: respx.MockRouter, client: PosClient, status: int,
+) -> None:
+    pos.post(f"{MESSAGES}/123456/delivery").respond(status)
+
+    with pytest.raises(Ambiguous):
+        await client.confirm_delivery("123456", DeliveryChannel.PHONE, datetime.now(UTC))
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_a_read_is_only_transient(
+    pos: respx.MockRouter, client: PosClient, status: int,
+) -> None:
+    pos.get(MESSAGES).respond(status)
+
+    with pytest.raises(Transient) as caught:
+        await client.fetch_updates(None, 100)
+    assert not isinstance(caught.value, Ambiguous)
 
 
 @pytest.mark.parametrize(
