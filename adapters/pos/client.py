@@ -313,11 +313,10 @@ class PosClient:
                 raise Ambiguous(
                     f"pos create: unreadable {response.status_code} answer"
                 ) from None
-        outcome = _failure("create", response, write=True)
         if response.status_code >= 500:
             # Even a plain 500 may have come after the row was written.
             self._remember_uncertain(appeal_id)
-        raise outcome
+        raise _failure("create", response, write=True)
 
     def _remember_uncertain(self, appeal_id: str) -> None:
         self._uncertain.pop(appeal_id, None)
