@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 from zoneinfo import ZoneInfo
@@ -88,6 +88,7 @@ class DeloClient:
         hotline_zone: Callable[[str], tzinfo] | None = None,
         server_zone: tzinfo = MOSCOW,
         initial_since: datetime | None = None,
+        overlap_s: float = 60.0,
         annotation_max_len: int = 2000,
         cache_size: int = 100_000,
     ) -> None:
@@ -98,6 +99,7 @@ class DeloClient:
         sends to; the poller reads only their REPLY rows. hotline_zone: the zone a
         hotline's dates are told in (PLAN_DATE, DOC_DATE). server_zone: the zone of Дело's
         naive timestamps. initial_since: where the very first poll starts (deploy time).
+        overlap_s: how far back each poll cycle re-reads, for rows committed late.
         """
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
@@ -112,6 +114,7 @@ class DeloClient:
         self._hotline_zone = hotline_zone or (lambda _hotline: MOSCOW)
         self._server_zone = server_zone
         self._initial_since = initial_since
+        self._overlap = timedelta(seconds=max(0.0, overlap_s))
         self._annotation_max_len = annotation_max_len
         self._login_lock = asyncio.Lock()
         self._docgroup: wire.DocGroup | None = None
@@ -231,10 +234,18 @@ class DeloClient:
         timestamp (key and content digest), so ties are neither lost nor repeated, a row
         changed twice within one timestamp tick still comes back, and paging is by key,
         not offset: a row updated while we page moves behind us and is read again.
+
+        Each cycle starts `overlap_s` before the stored timestamp: a row committed late
+        carries an UPD_DATE older than rows already read, and would otherwise be missed.
+        Re-reads are harmless (applying an update is idempotent) but cost pages: a cycle
+        reads the rows changed since the last one plus those changed within `overlap_s`
+        before it. Mid-cycle cursors remember where the cycle began (`floor`), so the next
+        cycle never starts behind it.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         position = _Cursor.decode(cursor) if cursor else _Cursor(self._start(), ())
+        position = self._cycle_start(position)
         filters: dict[str, str] = {}
         if position.since is not None:
             filters["UPD_DATE"] = wire.at_or_after(position.since)
@@ -261,11 +272,18 @@ class DeloClient:
             updates.append(self._update(reply, isn_doc, appeal_id))
         after = position.advanced(rows)
         full = len(rows) >= top
-        return UpdatesPage(
-            updates=updates,
-            next_cursor=after.encode() if full else None,
-            resume_from=None if full else after.encode(),
-        )
+        if full:
+            return UpdatesPage(updates=updates, next_cursor=after.encode())
+        return UpdatesPage(updates=updates, next_cursor=None, resume_from=after.resumed().encode())
+
+    def _cycle_start(self, position: _Cursor) -> _Cursor:
+        """A cycle's first read reaches back by the overlap; a mid-cycle cursor goes on."""
+        if position.floor is not None:
+            return position
+        if position.since is None or not self._overlap:
+            return _Cursor(position.since, position.seen, floor=position)
+        since = wire.parse_delo_datetime(position.since) - self._overlap
+        return _Cursor(wire.delo_datetime(since), (), floor=position)
 
     # ---- DeliveryConfirmer ----------------------------------------------------------------
 
@@ -635,13 +653,20 @@ class _TempKeys:
 
 
 class _Cursor:
-    """Where the REPLY change feed stands: a timestamp and what was seen exactly at it."""
+    """Where the REPLY change feed stands: a timestamp and what was seen exactly at it.
+
+    `floor` is set only inside a cycle (it marks a cursor as mid-cycle): the position the
+    cycle started from, which the next cycle must not fall behind when the cycle reached
+    back by the overlap.
+    """
 
     VERSION: Final = 1
 
-    def __init__(self, since: str | None, seen: Iterable[str]) -> None:
+    def __init__(self, since: str | None, seen: Iterable[str],
+                 floor: _Cursor | None = None) -> None:
         self.since = since
         self.seen = frozenset(seen)
+        self.floor = floor
 
     @classmethod
     def decode(cls, text: str) -> _Cursor:
@@ -649,13 +674,18 @@ class _Cursor:
             data = json.loads(text)
             if data.get("v") != cls.VERSION:
                 raise ValueError("cursor version")
-            return cls(data["since"], (str(k) for k in data.get("seen", ())))
+            floor = data.get("floor")
+            return cls(data["since"], (str(k) for k in data.get("seen", ())),
+                       None if floor is None else cls(floor["since"],
+                                                      (str(k) for k in floor.get("seen", ()))))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise Permanent("delo: the stored poll cursor is not one this adapter wrote") from None
 
     def encode(self) -> str:
-        return json.dumps({"v": self.VERSION, "since": self.since, "seen": sorted(self.seen)},
-                          separators=(",", ":"))
+        data: dict[str, Any] = {"v": self.VERSION, "since": self.since, "seen": sorted(self.seen)}
+        if self.floor is not None:
+            data["floor"] = {"since": self.floor.since, "seen": sorted(self.floor.seen)}
+        return json.dumps(data, separators=(",", ":"))
 
     def advanced(self, rows: Sequence[wire.Reply]) -> _Cursor:
         """The position after these rows (ordered by UPD_DATE, then key)."""
@@ -665,7 +695,18 @@ class _Cursor:
         seen = {_seen_key(r) for r in rows if last == r.UPD_DATE}
         if last == self.since:
             seen |= self.seen
-        return _Cursor(last, seen)
+        return _Cursor(last, seen, self.floor)
+
+    def resumed(self) -> _Cursor:
+        """Where the next cycle starts: here, or the cycle's start if that lies further on."""
+        floor = self.floor
+        if floor is None or floor.since is None:
+            return _Cursor(self.since, self.seen)
+        if self.since is None or self.since < floor.since:  # same layout: text order is time
+            return _Cursor(floor.since, floor.seen)
+        if self.since == floor.since:
+            return _Cursor(self.since, self.seen | floor.seen)
+        return _Cursor(self.since, self.seen)
 
 
 def _seen_key(reply: wire.Reply) -> str:

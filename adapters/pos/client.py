@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote
@@ -178,10 +178,12 @@ class PosClient:
         max_in_flight: int = 8,
         source: str = wire.SOURCE_OPERATOR,
         remember_uncertain: int = 10_000,
+        overlap_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.mapping = mapping if mapping is not None else load_mapping()
         self._source = source
+        self._overlap = timedelta(seconds=max(0.0, overlap_s))
         self._uncertain: dict[str, None] = {}
         self._uncertain_cap = remember_uncertain
         # httpcore's pool does work per queued request on every state change, so hundreds
@@ -339,11 +341,16 @@ class PosClient:
         remote's opaque `next_cursor`, and the largest `updated_at` seen so far, so a walk
         interrupted mid-way resumes where it stopped. While the remote has more pages,
         `next_cursor` is set; at the end it is None and `resume_from` is the cursor to
-        store for the next cycle (`updated_since` = the largest `updated_at` seen). A walk
-        makes one request per page, so a cycle costs ceil(changed / limit) + 1 requests
-        at most.
+        store for the next cycle (`updated_since` = the largest `updated_at` seen).
+
+        Each walk starts `overlap_s` before the stored `updated_since`: a change committed
+        late upstream carries an `updated_at` older than changes already read, and would
+        otherwise never be fetched. Re-reads are harmless (applying an update is
+        idempotent) but not free: a walk makes one request per page, so a cycle costs
+        ceil((changed + recent) / limit) + 1 requests, where `recent` counts the messages
+        changed within `overlap_s` before the previous cycle's newest change.
         """
-        position = _PollPosition.decode(cursor)
+        position = self._walk_start(_PollPosition.decode(cursor))
         params = {"source": self._source, "limit": str(max(1, min(MAX_PAGE_SIZE, limit)))}
         if position.since is not None:
             params["updated_since"] = position.since
@@ -373,6 +380,14 @@ class PosClient:
             return UpdatesPage(updates=updates, next_cursor=following.encode())
         resume = _PollPosition(since=max_seen if max_seen is not None else position.since)
         return UpdatesPage(updates=updates, next_cursor=None, resume_from=resume.encode())
+
+    def _walk_start(self, position: _PollPosition) -> _PollPosition:
+        """At the start of a walk, reach back by the overlap; never resume behind `since`."""
+        if position.cursor is not None or position.since is None:
+            return position
+        since = datetime.fromisoformat(position.since)
+        return _PollPosition(since=(since - self._overlap).isoformat(),
+                             max_seen=_later(position.max_seen, since))
 
     async def get_update(self, external_id: str) -> ExternalUpdate | None:
         """One message by its ПОС id, mapped; None when ПОС does not know it."""

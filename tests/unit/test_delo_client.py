@@ -649,8 +649,47 @@ async def test_poll_reads_only_routed_executors_since_the_start(mock: respx.Mock
     async with DeloClient(BASE, "g", "p", executor_dues=("0.2D1.2D4.", "0.2D1.2D5."),
                           initial_since=start) as client:
         await client.fetch_updates(None, 50)
-    assert delo.reads[-1][1] == {"UPD_DATE": ">=2026-11-01T03:00:00",
+    # Moscow time, less the overlap (60 s by default) that catches late commits.
+    assert delo.reads[-1][1] == {"UPD_DATE": ">=2026-11-01T02:59:00",
                                  "DUE": "0.2D1.2D4.|0.2D1.2D5."}
+
+
+@pytest.mark.parametrize(("overlap_s", "sent"), [
+    (0, ">=2026-11-24T10:00:00"), (15, ">=2026-11-24T09:59:45"), (60, ">=2026-11-24T09:59:00"),
+])
+async def test_each_cycle_re_reads_the_overlap_window_for_late_commits(
+    mock: respx.MockRouter, overlap_s: float, sent: str
+) -> None:
+    delo = FakeDelo(mock)
+    newest = "2026-11-24T10:00:00"
+    late = "2026-11-24T09:59:50"  # committed after `newest` was read, stamped before it
+    delo.rows[wire.DOC_RC] = [card_row(5001)]
+    delo.rows[wire.REPLY] = [reply_row(9005, late, replied=late, text="Ответ")]
+    cursor = json.dumps({"v": 1, "since": newest, "seen": ["9001:ab"]})
+    async with DeloClient(BASE, "g", "p", overlap_s=overlap_s) as client:
+        page = await client.fetch_updates(cursor, 5)
+    _, filters, _ = next(r for r in reversed(delo.reads) if r[0] == wire.REPLY)
+    assert filters["UPD_DATE"] == sent
+    assert [u.status for u in page.updates] == ["answer_ready"]
+    # The next cycle starts where this one did, not behind it at the late row.
+    assert page.next_cursor is None
+    assert json.loads(page.resume_from or "") == json.loads(cursor)
+
+
+async def test_a_cycle_that_reaches_back_pages_on_without_reaching_back_again(
+    delo: FakeDelo, client: DeloClient
+) -> None:
+    delo.rows[wire.DOC_RC] = [card_row(5001)]
+    delo.rows[wire.REPLY] = [reply_row(9001, "2026-11-24T09:59:30")]  # a full page of 1
+    cursor = json.dumps({"v": 1, "since": "2026-11-24T10:00:00", "seen": []})
+    first = await client.fetch_updates(cursor, 1)
+    assert first.next_cursor is not None
+    delo.rows[wire.REPLY] = [reply_row(9002, "2026-11-24T10:00:05")]
+    second = await client.fetch_updates(first.next_cursor, 1)
+    filters = [f["UPD_DATE"] for entity, f, _ in delo.reads if entity == wire.REPLY]
+    assert filters == [">=2026-11-24T09:59:00", ">=2026-11-24T09:59:30"]
+    assert second.resume_from is not None
+    assert json.loads(second.resume_from)["since"] == "2026-11-24T10:00:05"
 
 
 async def test_poll_pages_by_key_without_losing_or_repeating_ties(
