@@ -321,27 +321,27 @@ def _sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    configure_logging("info")
+    from adapters.delo.simulator import DeloSimulatorSettings
+    from adapters.pos.simulator import PosSimulatorSettings
+
+    model = PosSimulatorSettings if args.system == "pos" else DeloSimulatorSettings
     try:
-        if args.system == "pos":
-            from adapters.pos.simulator import PosSimulatorSettings
-            from adapters.pos.simulator import run_simulator as run_pos
-
-            pos_settings = PosSimulatorSettings(**_sim_overrides(args))
-            log.info("sim.pos", listen=f"http://{args.host}:{args.port}")
-            run_pos(args.host, args.port, pos_settings)
-            return 0
-        from adapters.delo.simulator import DeloSimulatorSettings
-        from adapters.delo.simulator import run_simulator as run_delo
-
-        delo_settings = DeloSimulatorSettings(**_sim_overrides(args))
+        sim_settings = model(**_sim_overrides(args))
     except ValidationError as exc:
         fields = ", ".join("--" + ".".join(map(str, e["loc"])).replace("_", "-")
                            for e in exc.errors())
         print(f"gateway sim {args.system}: invalid {fields}", file=sys.stderr)
         return EXIT_CONFIG
-    log.info("sim.delo", listen=f"http://{args.host}:{args.port}")
-    run_delo(args.host, args.port, delo_settings)
+    configure_logging("info")
+    log.info(f"sim.{args.system}", listen=f"http://{args.host}:{args.port}")
+    if isinstance(sim_settings, PosSimulatorSettings):
+        from adapters.pos.simulator import run_simulator as run_pos
+
+        run_pos(args.host, args.port, sim_settings)
+    else:
+        from adapters.delo.simulator import run_simulator as run_delo
+
+        run_delo(args.host, args.port, sim_settings)
     return 0
 
 
