@@ -3,9 +3,11 @@
     python -m bench.polling [--open 100000] [--changed-percent 1] [--page-size 500]
 
 Seeds the ПОС simulator (in-process, on loopback) and a fresh SQLite database with the
-same open appeals, starts the cursor where a deployment would (now), changes a share of
-the messages, and runs one cycle. Prints JSON: requests made, the bound
-ceil(changed / page size) + 1 from DESIGN §4, and the cycle's duration.
+same open appeals, last changed an hour ago as open appeals in a real installation were,
+starts the cursor where a deployment would (now), changes a share of the messages, and
+runs one cycle with the default settings (the client re-reads a 60 s overlap window for
+late commits). Prints JSON: requests made, the bound ceil(changed / page size) + 1 from
+DESIGN §4, and the cycle's duration.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import insert
 from adapters.pos import wire
 from adapters.pos.client import PosClient, cursor_since
 from adapters.pos.simulator import PosSimulatorSettings, start_simulator
+from config.settings import PosSettings
 from gateway.clock import SystemClock
 from gateway.services.polling import Poller
 from gateway.storage.database import create_engine
@@ -35,6 +38,8 @@ from gateway.storage.tables import appeals, poller_cursors
 from gateway.storage.unit_of_work import SqlStorage
 from outbox.store import store_for
 
+SEEDED_AGO_S = 3600.0
+OVERLAP_S = PosSettings().overlap_s  # what a user gets by default
 ROUTE: dict[str, Any] = {"system": "pos", "executor": "bench", "pos": {"category_id": 101,
          "subcategory_id": 10105, "organization_id": 5001,
          "text_prefix": "Центр мониторинга 112"}, "delo": None, "email": [],
@@ -62,8 +67,11 @@ async def run(open_appeals: int, changed_percent: float, page_size: int) -> dict
     work = Path(tempfile.mkdtemp(prefix="bench-poll-"))
     url = f"sqlite+aiosqlite:///{work / 'gateway.db'}"
     await asyncio.to_thread(upgrade, url)
+    # The open appeals were last changed an hour ago; the changes below happen now.
+    behind = [SEEDED_AGO_S]
     sim = await start_simulator(settings=PosSimulatorSettings(stage_seconds=0,
-                                                              max_page_size=page_size))
+                                                              max_page_size=page_size),
+                                clock=lambda: time.time() - behind[0])
     engine = create_engine(url)
     now = datetime.now(UTC)
     rows = []
@@ -80,13 +88,14 @@ async def run(open_appeals: int, changed_percent: float, page_size: int) -> dict
         for start in range(0, len(rows), 5000):
             await conn.execute(insert(appeals), rows[start:start + 5000])
 
+    behind[0] = 0.0
     requests = 0
 
     async def count(_request: httpx.Request) -> None:
         nonlocal requests
         requests += 1
 
-    client = PosClient(sim.url, PosSimulatorSettings().token)
+    client = PosClient(sim.url, PosSimulatorSettings().token, overlap_s=OVERLAP_S)
     client._http.event_hooks["request"].append(count)
     outbox = store_for(engine)
     poller = Poller("pos", client, SqlStorage(engine, outbox, SystemClock()), SystemClock(),
@@ -115,6 +124,7 @@ async def run(open_appeals: int, changed_percent: float, page_size: int) -> dict
         "open_appeals": open_appeals,
         "changed": changed,
         "page_size": page_size,
+        "overlap_s": OVERLAP_S,
         "first_cycle_requests": first.requests,
         "first_cycle_s": round(first_s, 2),
         "cycle_requests": requests,

@@ -388,6 +388,22 @@ def load_router(
     )
 
 
+def delo_executor_dues(routing_path: Path | None = None) -> tuple[str, ...]:
+    """The «Дело» departments the routing table sends calls to: the poller reads only theirs.
+
+    Only the table is read (no topic cross-checks); `RoutingConfigError` if it is unusable.
+    """
+    table, problems = _parse_table(routing_path or DEFAULT_ROUTING_FILE)
+    if table is None:
+        raise RoutingConfigError(problems)
+    return executor_dues_of(table)
+
+
+def executor_dues_of(table: RoutingTable) -> tuple[str, ...]:
+    return tuple(sorted({rule.delo.executor_due for rule in table.rules
+                         if rule.system is TargetSystem.DELO and rule.delo is not None}))
+
+
 # --- the human-readable report ------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -66,6 +67,9 @@ class PosSettings(BaseModel):
     page_size: int = Field(default=200, ge=1, le=500)
     timeout_s: float = Field(default=10.0, gt=0)
     mapping_file: Path | None = None
+    # Each poll cycle re-reads this far back: a change committed late upstream carries an
+    # updated_at older than changes already read. Re-reads are idempotent.
+    overlap_s: float = Field(default=60.0, ge=0)
 
 
 class DeloSettings(BaseModel):
@@ -75,6 +79,13 @@ class DeloSettings(BaseModel):
     poll_interval_s: float = Field(default=60.0, gt=0)
     page_size: int = Field(default=200, ge=1, le=1000)
     timeout_s: float = Field(default=15.0, gt=0)
+    # The letters-of-citizens document group to register into, when Дело has several.
+    docgroup_due: str | None = None
+    # Where the very first poll starts reading REPLY rows; None: when the gateway first
+    # starts, so a real installation's first poll does not read Дело's whole history.
+    # A date without a zone is taken as UTC.
+    initial_since: datetime | None = None
+    overlap_s: float = Field(default=60.0, ge=0)  # as for ПОС
 
 
 class SmtpSettings(BaseModel):

@@ -177,43 +177,30 @@ def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:
 
 def build_adapters(settings: Settings) -> Adapters:
     """The real adapters for every system the settings configure."""
+    from adapters.email import factory as email_factory
     from adapters.email.letters import LetterTemplates, TemplateLetters
-    from adapters.email.mailer import SmtpMailer, TlsMode
-    from adapters.email.mailer import SmtpSettings as MailerSettings
 
     built = Adapters()
     if settings.pos.base_url:
-        from adapters.pos.client import PosClient
-        from adapters.pos.mapping import load_mapping
+        from adapters.pos import factory as pos_factory
 
-        assert settings.pos.token is not None  # enforced by the settings
-        pos = PosClient(
-            settings.pos.base_url, settings.pos.token.get_secret_value(),
-            mapping=load_mapping(settings.pos.mapping_file), timeout=settings.pos.timeout_s,
-        )
+        pos = pos_factory.build(settings.pos)
         built.registrars["pos"] = built.confirmers["pos"] = built.sources["pos"] = pos
         built.closers.append(pos.aclose)
     else:
         log.warning("pos.not_configured", hint="set GATEWAY_POS__BASE_URL and "
                     "GATEWAY_POS__TOKEN; calls routed to ПОС wait as dead letters until then")
     if settings.delo.base_url:
-        from adapters.delo.client import DeloClient
+        from adapters.delo import factory as delo_factory
+        from config.routing import delo_executor_dues
 
-        assert settings.delo.username is not None and settings.delo.password is not None
-        delo = DeloClient(
-            settings.delo.base_url, settings.delo.username,
-            settings.delo.password.get_secret_value(), timeout_s=settings.delo.timeout_s,
+        delo = delo_factory.build(
+            settings.delo, executor_dues=delo_executor_dues(settings.routing_file),
             hotline_zone=settings.zone_of,
         )
         built.registrars["delo"] = built.confirmers["delo"] = built.sources["delo"] = delo
         built.closers.append(delo.aclose)
-    smtp = settings.smtp
-    mailer = SmtpMailer(MailerSettings(
-        host=smtp.host, port=smtp.port, sender=smtp.sender, tls=TlsMode(smtp.security),
-        username=smtp.username,
-        password=smtp.password.get_secret_value() if smtp.password else None,
-        command_timeout_s=smtp.timeout_s,
-    ))
+    mailer = email_factory.build(settings.smtp)
     built.mailer = mailer
     built.letters = TemplateLetters(LetterTemplates(tz=settings.zone_of(
         settings.hotlines[0].code if settings.hotlines else "")))

@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         one = sim.add_parser(system, help=f"the {system} simulator, until interrupted")
         one.add_argument("--host", default="127.0.0.1")
         one.add_argument("--port", type=int, default=9100 if system == "pos" else 9200)
+        faults = one.add_argument_group("behaviour and faults (every fault is off by default)")
+        for name, kind, text in _SIM_OPTIONS[system]:
+            faults.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
+                                default=None, metavar=kind.__name__.upper(), help=text)
         one.set_defaults(handler=_cmd_sim, system=system)
 
     pos = commands.add_parser("pos", help="ПОС tools").add_subparsers(metavar="ACTION")
@@ -282,18 +286,65 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         log_file.close()
 
 
+# Simulator settings a command line may set: (field, type, help).
+_SIM_OPTIONS: dict[str, tuple[tuple[str, type[float] | type[int], str], ...]] = {
+    "pos": (
+        ("stage_seconds", float, "seconds each stage lasts; 0 stops the clock (default 2)"),
+        ("error_rate", float, "share of API requests answered 5xx before any effect"),
+        ("rate_limit_rate", float, "share of API requests answered 429 before any effect"),
+        ("retry_after_seconds", int, "Retry-After sent with a 429 (default 1)"),
+        ("lost_response_rate", float, "share of answers dropped after the effect"),
+        ("latency_ms", float, "delay before each API answer, in ms"),
+        ("latency_jitter_ms", float, "random extra delay, up to this many ms"),
+        ("late_commit_rate", float, "share of changes committed late: visible now, stamped "
+                                    "--late-commit-s in the past"),
+        ("late_commit_s", float, "how far in the past a late commit is stamped (default 30)"),
+        ("seed", int, "seed of the fault RNG, to replay a run"),
+    ),
+    "delo": (
+        ("reply_after_s", float, "seconds until executors answer (default: never)"),
+        ("error_rate", float, "share of requests answered 500 before any effect"),
+        ("throttle_rate", float, "share of requests answered 429 before any effect"),
+        ("retry_after_s", int, "Retry-After sent with a 429 (default 1)"),
+        ("lost_response_rate", float, "share of answers dropped after the effect"),
+        ("latency_s", float, "each request waits up to this many seconds"),
+        ("late_commit_rate", float, "share of row changes committed late: visible now, "
+                                    "stamped --late-commit-s in the past"),
+        ("late_commit_s", float, "how far in the past a late commit is stamped (default 30)"),
+        ("seed", int, "seed of the fault RNG, to replay a run"),
+    ),
+}
+
+
+def _sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = (name for name, _, _ in _SIM_OPTIONS[args.system])
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from adapters.delo.simulator import DeloSimulatorSettings
+    from adapters.pos.simulator import PosSimulatorSettings
+
+    model = PosSimulatorSettings if args.system == "pos" else DeloSimulatorSettings
+    try:
+        sim_settings = model(**_sim_overrides(args))
+    except ValidationError as exc:
+        fields = ", ".join("--" + ".".join(map(str, e["loc"])).replace("_", "-")
+                           for e in exc.errors())
+        print(f"gateway sim {args.system}: invalid {fields}", file=sys.stderr)
+        return EXIT_CONFIG
     configure_logging("info")
-    if args.system == "pos":
+    log.info(f"sim.{args.system}", listen=f"http://{args.host}:{args.port}")
+    if isinstance(sim_settings, PosSimulatorSettings):
         from adapters.pos.simulator import run_simulator as run_pos
 
-        log.info("sim.pos", listen=f"http://{args.host}:{args.port}")
-        run_pos(args.host, args.port)
-        return 0
-    from adapters.delo.simulator import run_simulator as run_delo
+        run_pos(args.host, args.port, sim_settings)
+    else:
+        from adapters.delo.simulator import run_simulator as run_delo
 
-    log.info("sim.delo", listen=f"http://{args.host}:{args.port}")
-    run_delo(args.host, args.port)
+        run_delo(args.host, args.port, sim_settings)
     return 0
 
 

@@ -20,8 +20,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, tzinfo
-from http.cookies import CookieError, SimpleCookie
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 from zoneinfo import ZoneInfo
@@ -38,7 +37,12 @@ from adapters.delo.multipart import (
     decode_responses,
     encode_requests,
 )
-from adapters.retry_after import parse_retry_after
+from adapters.http_outcomes import (
+    Verdict,
+    status_outcome,
+    status_verdict,
+    transport_outcome,
+)
 from gateway.domain.appeal import Appeal, Applicant, DeliveryChannel, Urgency
 from gateway.domain.ports import Answer, ExternalRef, ExternalUpdate, UpdatesPage
 from outbox.errors import Ambiguous, HandlerOutcome, Permanent, Transient
@@ -84,6 +88,7 @@ class DeloClient:
         hotline_zone: Callable[[str], tzinfo] | None = None,
         server_zone: tzinfo = MOSCOW,
         initial_since: datetime | None = None,
+        overlap_s: float = 60.0,
         annotation_max_len: int = 2000,
         cache_size: int = 100_000,
     ) -> None:
@@ -94,6 +99,7 @@ class DeloClient:
         sends to; the poller reads only their REPLY rows. hotline_zone: the zone a
         hotline's dates are told in (PLAN_DATE, DOC_DATE). server_zone: the zone of Дело's
         naive timestamps. initial_since: where the very first poll starts (deploy time).
+        overlap_s: how far back each poll cycle re-reads, for rows committed late.
         """
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
@@ -108,8 +114,8 @@ class DeloClient:
         self._hotline_zone = hotline_zone or (lambda _hotline: MOSCOW)
         self._server_zone = server_zone
         self._initial_since = initial_since
+        self._overlap = timedelta(seconds=max(0.0, overlap_s))
         self._annotation_max_len = annotation_max_len
-        self._session_id: str | None = None
         self._login_lock = asyncio.Lock()
         self._docgroup: wire.DocGroup | None = None
         self._rubric_dues = _Lru[str, str](1000)
@@ -228,10 +234,18 @@ class DeloClient:
         timestamp (key and content digest), so ties are neither lost nor repeated, a row
         changed twice within one timestamp tick still comes back, and paging is by key,
         not offset: a row updated while we page moves behind us and is read again.
+
+        Each cycle starts `overlap_s` before the stored timestamp: a row committed late
+        carries an UPD_DATE older than rows already read, and would otherwise be missed.
+        Re-reads are harmless (applying an update is idempotent) but cost pages: a cycle
+        reads the rows changed since the last one plus those changed within `overlap_s`
+        before it. Mid-cycle cursors remember where the cycle began (`floor`), so the next
+        cycle never starts behind it.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         position = _Cursor.decode(cursor) if cursor else _Cursor(self._start(), ())
+        position = self._cycle_start(position)
         filters: dict[str, str] = {}
         if position.since is not None:
             filters["UPD_DATE"] = wire.at_or_after(position.since)
@@ -258,11 +272,18 @@ class DeloClient:
             updates.append(self._update(reply, isn_doc, appeal_id))
         after = position.advanced(rows)
         full = len(rows) >= top
-        return UpdatesPage(
-            updates=updates,
-            next_cursor=after.encode() if full else None,
-            resume_from=None if full else after.encode(),
-        )
+        if full:
+            return UpdatesPage(updates=updates, next_cursor=after.encode())
+        return UpdatesPage(updates=updates, next_cursor=None, resume_from=after.resumed().encode())
+
+    def _cycle_start(self, position: _Cursor) -> _Cursor:
+        """A cycle's first read reaches back by the overlap; a mid-cycle cursor goes on."""
+        if position.floor is not None:
+            return position
+        if position.since is None or not self._overlap:
+            return _Cursor(position.since, position.seen, floor=position)
+        since = wire.parse_delo_datetime(position.since) - self._overlap
+        return _Cursor(wire.delo_datetime(since), (), floor=position)
 
     # ---- DeliveryConfirmer ----------------------------------------------------------------
 
@@ -516,56 +537,72 @@ class DeloClient:
         """One call in the session, renewed once if Дело says the session is gone.
 
         `effect` says whether the call changes anything: a write whose answer was lost
-        is Ambiguous, a read is only Transient.
+        is Ambiguous, a read is only Transient. The session cookie travels in the
+        client's cookie jar, where the login answer put it.
+
+        A session lost again right after a fresh login is Transient, not a configuration
+        error: sessions do expire moments after a login (a server restart, a short
+        timeout), and the login itself succeeded. The outbox's retry policy bounds the
+        repeats; only a refused login says the configuration is wrong.
         """
         is_expired = expired or _session_expired
         for attempt in (1, 2):
             session_id = await self._session()
             try:
                 response = await self._http.request(
-                    method, path, params=params, content=content,
-                    headers={**(headers or {}),
-                             "Cookie": f"{wire.SESSION_COOKIE}={session_id}"},
+                    method, path, params=params, content=content, headers=headers,
                 )
             except httpx.TransportError as exc:
-                raise _transport_outcome(exc, what, effect=effect) from None
+                raise transport_outcome(exc, f"delo: {what}", write=effect) from None
             if is_expired(response):
+                await self._forget_session(session_id)
                 if attempt == 1:
-                    await self._forget_session(session_id)
                     continue
-                raise Permanent(f"delo: {what} refused right after a fresh login "
-                                "(configuration: the account's rights)")
+                raise Transient(f"delo: {what}: session lost again right after a fresh "
+                                "login; will log in anew")
             _raise_for_status(response, what, effect=effect)
             return response
         raise AssertionError("unreachable")
 
     async def _session(self) -> str:
-        if self._session_id is not None:
-            return self._session_id
+        """The session id in the cookie jar, logging in first when there is none."""
+        current = self._session_cookie()
+        if current is not None:
+            return current
         async with self._login_lock:
-            if self._session_id is None:
-                self._session_id = await self._login()
-            return self._session_id
+            current = self._session_cookie()
+            if current is None:
+                current = await self._login()
+            return current
+
+    def _session_cookie(self) -> str | None:
+        return self._http.cookies.get(wire.SESSION_COOKIE) or None
 
     async def _forget_session(self, stale: str) -> None:
         async with self._login_lock:
             # Another task may have logged in again already; keep its session.
-            if self._session_id == stale:
-                self._session_id = None
+            if self._session_cookie() == stale:
+                self._http.cookies.delete(wire.SESSION_COOKIE)
 
     async def _login(self) -> str:
-        """A fresh session id; the login URL carries the password, so it is never shown."""
+        """A fresh session; the login URL carries the password, so it is never shown.
+
+        httpx keeps the answer's `Set-Cookie` in the client's jar, and every later call
+        carries it from there.
+        """
+        self._http.cookies.delete(wire.SESSION_COOKIE)
         try:
             response = await self._http.get(wire.LOGIN_PATH, params={
                 "app": "api", "username": self._username, "pass": self._password,
             })
         except httpx.TransportError as exc:
-            raise Transient(f"delo: login failed ({type(exc).__name__})") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise Transient(f"delo: login answered HTTP {response.status_code}",
-                            retry_after=parse_retry_after(response.headers.get("retry-after")))
-        session_id = _session_cookie(response) if response.is_success else None
+            raise transport_outcome(exc, "delo: login", write=False) from None
+        if not response.is_success and status_verdict(
+                response.status_code, write=False) is not Verdict.PERMANENT:
+            raise status_outcome(response, "delo: login", write=False)
+        session_id = self._session_cookie() if response.is_success else None
         if session_id is None:
+            self._http.cookies.delete(wire.SESSION_COOKIE)
             raise Permanent(f"delo: login refused (HTTP {response.status_code}) "
                             "(configuration: delo username/password)")
         return session_id
@@ -616,13 +653,20 @@ class _TempKeys:
 
 
 class _Cursor:
-    """Where the REPLY change feed stands: a timestamp and what was seen exactly at it."""
+    """Where the REPLY change feed stands: a timestamp and what was seen exactly at it.
+
+    `floor` is set only inside a cycle (it marks a cursor as mid-cycle): the position the
+    cycle started from, which the next cycle must not fall behind when the cycle reached
+    back by the overlap.
+    """
 
     VERSION: Final = 1
 
-    def __init__(self, since: str | None, seen: Iterable[str]) -> None:
+    def __init__(self, since: str | None, seen: Iterable[str],
+                 floor: _Cursor | None = None) -> None:
         self.since = since
         self.seen = frozenset(seen)
+        self.floor = floor
 
     @classmethod
     def decode(cls, text: str) -> _Cursor:
@@ -630,13 +674,18 @@ class _Cursor:
             data = json.loads(text)
             if data.get("v") != cls.VERSION:
                 raise ValueError("cursor version")
-            return cls(data["since"], (str(k) for k in data.get("seen", ())))
+            floor = data.get("floor")
+            return cls(data["since"], (str(k) for k in data.get("seen", ())),
+                       None if floor is None else cls(floor["since"],
+                                                      (str(k) for k in floor.get("seen", ()))))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise Permanent("delo: the stored poll cursor is not one this adapter wrote") from None
 
     def encode(self) -> str:
-        return json.dumps({"v": self.VERSION, "since": self.since, "seen": sorted(self.seen)},
-                          separators=(",", ":"))
+        data: dict[str, Any] = {"v": self.VERSION, "since": self.since, "seen": sorted(self.seen)}
+        if self.floor is not None:
+            data["floor"] = {"since": self.floor.since, "seen": sorted(self.floor.seen)}
+        return json.dumps(data, separators=(",", ":"))
 
     def advanced(self, rows: Sequence[wire.Reply]) -> _Cursor:
         """The position after these rows (ordered by UPD_DATE, then key)."""
@@ -646,7 +695,18 @@ class _Cursor:
         seen = {_seen_key(r) for r in rows if last == r.UPD_DATE}
         if last == self.since:
             seen |= self.seen
-        return _Cursor(last, seen)
+        return _Cursor(last, seen, self.floor)
+
+    def resumed(self) -> _Cursor:
+        """Where the next cycle starts: here, or the cycle's start if that lies further on."""
+        floor = self.floor
+        if floor is None or floor.since is None:
+            return _Cursor(self.since, self.seen)
+        if self.since is None or self.since < floor.since:  # same layout: text order is time
+            return _Cursor(floor.since, floor.seen)
+        if self.since == floor.since:
+            return _Cursor(self.since, self.seen | floor.seen)
+        return _Cursor(self.since, self.seen)
 
 
 def _seen_key(reply: wire.Reply) -> str:
@@ -727,19 +787,15 @@ def _raise_for_status(response: httpx.Response, what: str, *, effect: bool) -> N
     code = response.status_code
     if response.is_success:
         return
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
-    if code in (429, 503):
-        raise Transient(f"delo: {what} throttled (HTTP {code})", retry_after=retry_after)
-    if code in (502, 504, 408) and effect:
-        # A gateway or timeout answer says nothing about whether the write happened.
-        raise Ambiguous(f"delo: {what} answered HTTP {code}", retry_after=retry_after)
-    if code >= 500 or code == 408:
-        raise Transient(f"delo: {what} failed (HTTP {code})", retry_after=retry_after)
-    if code == 403:
-        raise Permanent(f"delo: {what} forbidden (HTTP 403) (configuration: the account's rights)")
-    error = wire.odata_error_code(_json_or_none(response))
-    detail = f", {error}" if error else ""
-    raise Permanent(f"delo: {what} refused (HTTP {code}{detail})")
+    refused = None
+    if status_verdict(code, write=effect) is Verdict.PERMANENT:
+        if code == 403:
+            refused = f"delo: {what} forbidden (HTTP 403) (configuration: the account's rights)"
+        else:
+            error = wire.odata_error_code(_json_or_none(response))
+            detail = f", {error}" if error else ""
+            refused = f"delo: {what} refused (HTTP {code}{detail})"
+    raise status_outcome(response, f"delo: {what}", write=effect, refused=refused)
 
 
 def _part_outcome(part: EmbeddedResponse) -> HandlerOutcome:
@@ -753,24 +809,3 @@ def _part_outcome(part: EmbeddedResponse) -> HandlerOutcome:
         return Transient(f"delo: changeset failed on the server (HTTP {part.status}{detail}); "
                          "not applied")
     return Permanent(f"delo: changeset refused (HTTP {part.status}{detail}); not applied")
-
-
-def _transport_outcome(exc: httpx.TransportError, what: str, *, effect: bool) -> Transient:
-    name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return Transient(f"delo: {what} not sent ({name})")
-    if effect:
-        return Ambiguous(f"delo: {what} sent, answer lost ({name}); may have been applied")
-    return Transient(f"delo: {what} failed ({name})")
-
-
-def _session_cookie(response: httpx.Response) -> str | None:
-    for header in response.headers.get_list("set-cookie"):
-        try:
-            cookie = SimpleCookie(header)
-        except CookieError:
-            continue
-        morsel = cookie.get(wire.SESSION_COOKIE)
-        if morsel is not None and morsel.value:
-            return morsel.value
-    return None

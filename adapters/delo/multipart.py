@@ -2,12 +2,13 @@
 
 Дело-Web takes every write as `POST $batch`: a multipart/mixed body whose parts are
 changesets (nested multipart/mixed) of `application/http` parts, each holding a raw HTTP
-request; the answer mirrors it with raw HTTP responses. No library fits this small job:
-the standard `email` package is built for mail (it folds long headers, rewrites line
-ends and has no notion of an embedded HTTP message), and aiohttp's multipart reader is a
-streaming server-side API that would pull the server framework into the httpx client.
-The framing is a few dozen lines, shared by the adapter and the simulator so both speak
-exactly the same bytes.
+request; the answer mirrors it with raw HTTP responses. httpx, the adapter's client, does
+not read multipart answers; the standard `email` package parses MIME but knows nothing of
+an HTTP message inside a part, and with its default policy re-folds long header lines and
+rewrites line ends on output; aiohttp's MultipartReader and MultipartWriter handle the
+outer framing only, asynchronously over aiohttp's own streams. Either way the embedded
+requests and responses would still be ours to write and parse, so the whole framing is
+here, shared by the adapter and the simulator so both speak exactly the same bytes.
 """
 
 from __future__ import annotations

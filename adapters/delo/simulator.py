@@ -5,8 +5,9 @@ and `$batch` changesets that are applied all or nothing, validating what a real 
 would refuse (unknown dictionaries, a missing card). Executors answer on a configurable
 clock; test endpoints under `/_sim/` force an answer or an extension at once and count
 cards per gateway appeal, so a test can prove that no call was registered twice.
-Faults (5xx, 429 with Retry-After, latency, responses lost after the effect) come from
-a seedable RNG so a failing run can be replayed.
+Faults (5xx, 429 with Retry-After, latency, responses lost after the effect, rows
+committed late with an UPD_DATE older than rows already served) come from a seedable RNG
+so a failing run can be replayed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -122,6 +123,10 @@ class DeloSimulatorSettings(BaseModel):
     throttle_rate: float = Field(default=0.0, ge=0, le=1)  # 429 before the effect
     retry_after_s: int = Field(default=1, ge=0)
     lost_response_rate: float = Field(default=0.0, ge=0, le=1)  # effect done, answer dropped
+    # A late commit: the row changes now but its UPD_DATE lies `late_commit_s` in the past,
+    # as a transaction that began then and committed after later rows were read.
+    late_commit_rate: float = Field(default=0.0, ge=0, le=1)
+    late_commit_s: float = Field(default=30.0, ge=0)
     seed: int | None = None
     docgroups: list[SimDocGroup] = Field(default_factory=_default_docgroups)
     rubrics: list[SimRubric] = Field(default_factory=_default_rubrics)
@@ -183,6 +188,7 @@ class DeloState:
         self._next_isn = 1000
         self._free_num = 0
         self._last_stamp = ""
+        self._late_rng = random.Random(None if settings.seed is None else settings.seed + 1)
         self._reply_clock: list[tuple[float, int]] = []  # (due, ISN_REPLY)
 
     # ---- sessions ---------------------------------------------------------------------
@@ -205,9 +211,18 @@ class DeloState:
     # ---- time -------------------------------------------------------------------------
 
     def stamp(self) -> str:
-        """Now as Дело writes UPD_DATE (whole seconds), never earlier than the last one."""
-        now = wire.delo_datetime(datetime.now(self.zone))
-        self._last_stamp = max(now, self._last_stamp)
+        """Now as Дело writes UPD_DATE (whole seconds), never earlier than the last one.
+
+        Except for a late commit (a fault): then the stamp lies in the past, behind rows
+        a poller may already have read.
+        """
+        now = datetime.now(self.zone)
+        late = self.settings.late_commit_rate and (
+            self._late_rng.random() < self.settings.late_commit_rate)
+        if late:
+            self.counters["late_commits"] += 1
+            return wire.delo_datetime(now - timedelta(seconds=self.settings.late_commit_s))
+        self._last_stamp = max(wire.delo_datetime(now), self._last_stamp)
         return self._last_stamp
 
     def advance(self) -> None:

@@ -40,7 +40,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.policy
+import functools
 import hashlib
+import inspect
 import re
 import time
 from collections.abc import Sequence
@@ -200,6 +202,30 @@ def compose(
         raise Permanent(f"letter cannot be composed ({type(exc).__name__})") from None
 
 
+# What `_transaction` uses of aiosmtplib beyond its documented API: the session's protocol,
+# its `write` and `read_response`. Present in the pinned range (pyproject.toml); without
+# them the mailer falls back to `SMTP.data` (tests/integration/test_email_smtp.py).
+PROTOCOL_INTERNALS = ("SMTP.protocol", "SMTPProtocol.write", "SMTPProtocol.read_response")
+
+
+def missing_protocol_internals() -> tuple[str, ...]:
+    from aiosmtplib.protocol import SMTPProtocol
+
+    missing = []
+    if "protocol" not in vars(aiosmtplib.SMTP()):
+        missing.append("SMTP.protocol")
+    if not callable(getattr(SMTPProtocol, "write", None)):
+        missing.append("SMTPProtocol.write")
+    if not inspect.iscoroutinefunction(getattr(SMTPProtocol, "read_response", None)):
+        missing.append("SMTPProtocol.read_response")
+    return tuple(missing)
+
+
+@functools.cache
+def protocol_internals_available() -> bool:
+    return not missing_protocol_internals()
+
+
 def _data_block(payload: bytes) -> bytes:
     """The message as sent after 354: CRLF lines, leading dots doubled, then "."."""
     lines = _LINE_END_RE.split(payload)
@@ -281,7 +307,7 @@ class SmtpMailer:
                           message_id=message_id, date=now, reply_to=self._settings.reply_to)
         log = _log.bind(message_id=loggable_id(message_id), recipient_count=len(recipients))
         try:
-            result, reused = await self._send_pooled(recipients, _data_block(payload))
+            result, reused = await self._send_pooled(recipients, payload)
         except _Failure as failure:
             outcome = _outcome(failure)
             log.warning("email.send_failed", phase=failure.phase.value, code=failure.code,
@@ -301,12 +327,12 @@ class SmtpMailer:
                 connection.client.close()
 
     async def _send_pooled(self, recipients: tuple[str, ...],
-                           block: bytes) -> tuple[_Accepted, bool]:
+                           payload: bytes) -> tuple[_Accepted, bool]:
         async with self._slots:
             connection, reused = await self._acquire()
             try:
                 try:
-                    result = await self._transaction(connection.client, recipients, block)
+                    result = await self._transaction(connection.client, recipients, payload)
                 except _Failure as failure:
                     if not (reused and failure.phase is _Phase.MAIL
                             and failure.code in (None, _SERVICE_CLOSING)):
@@ -315,7 +341,7 @@ class SmtpMailer:
                     _log.info("email.reconnecting", reason="pooled session was closed")
                     connection.client.close()
                     connection, reused = await self._open(), False
-                    result = await self._transaction(connection.client, recipients, block)
+                    result = await self._transaction(connection.client, recipients, payload)
             except _Failure:
                 self._release(connection)
                 raise
@@ -378,7 +404,7 @@ class SmtpMailer:
         return _Connection(client)
 
     async def _transaction(self, client: aiosmtplib.SMTP, recipients: tuple[str, ...],
-                           block: bytes) -> _Accepted:
+                           payload: bytes) -> _Accepted:
         """MAIL, RCPT…, DATA, body — tracking the phase so failures can be classified."""
         timeout = self._settings.command_timeout_s
         phase = _Phase.MAIL
@@ -410,6 +436,15 @@ class SmtpMailer:
                 await self._reset_or_close(client)
                 raise _Failure(phase, temporary if temporary is not None else permanent)
 
+            if not protocol_internals_available():
+                # aiosmtplib's own DATA cannot tell a loss before 354 from one after the
+                # final ".", so every loss from here on counts as after the body.
+                phase = _Phase.BODY
+                reply = await client.data(payload, timeout=self._settings.data_timeout_s)
+                if reply.code != _COMPLETED:
+                    raise _Failure(phase, reply.code)
+                return _Accepted(accepted=accepted, refused=refused)
+
             phase = _Phase.DATA
             reply = await client.execute_command(b"DATA", timeout=timeout)
             if reply.code != _START_MAIL_INPUT:
@@ -422,7 +457,7 @@ class SmtpMailer:
             protocol = client.protocol
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost after 354")
-            protocol.write(block)  # raises when the session is already gone: not sent
+            protocol.write(_data_block(payload))  # raises when the session is gone: not sent
             phase = _Phase.BODY
             reply = await protocol.read_response(timeout=self._settings.data_timeout_s)
             if reply.code != _COMPLETED:

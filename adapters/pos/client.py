@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote
@@ -27,9 +27,9 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from adapters.http_outcomes import status_outcome, transport_outcome
 from adapters.pos import wire
 from adapters.pos.mapping import PosMapping, load_mapping
-from adapters.retry_after import parse_retry_after
 from gateway.domain.appeal import Appeal, DeliveryChannel
 from gateway.domain.ports import (
     Answer,
@@ -139,28 +139,19 @@ def _error_code(response: httpx.Response) -> str:
     return code if _SAFE_CODE.fullmatch(code) else "unrecognised"
 
 
-def _failure(op: str, response: httpx.Response) -> HandlerOutcome:
+def _failure(op: str, response: httpx.Response, *, write: bool = False) -> HandlerOutcome:
     """The outcome for a non-success status; the body is read only for the error code."""
     status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    refused = None
     if status == 422:
-        return Permanent(f"pos {op}: rejected ({_error_code(response)})")
-    if status in (401, 403):
-        return Permanent(
-            f"configuration: pos {op} answered {status}; check the token and its rights"
-        )
-    if status == 429:
-        return Transient(f"pos {op}: rate limited (429)", retry_after=retry_after)
-    if status == 408 or status >= 500:
-        return Transient(f"pos {op}: answered {status}", retry_after=retry_after)
-    if 300 <= status < 400:
-        return Permanent(f"configuration: pos {op} answered {status} redirect; check the base URL")
-    return Permanent(f"pos {op}: unexpected answer {status}")
-
-
-def _not_sent(exc: httpx.HTTPError) -> bool:
-    """Failures before any byte of the request left: repeating cannot duplicate anything."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        refused = f"pos {op}: rejected ({_error_code(response)})"
+    elif status in (401, 403):
+        refused = f"configuration: pos {op} answered {status}; check the token and its rights"
+    elif 300 <= status < 400:
+        refused = f"configuration: pos {op} answered {status} redirect; check the base URL"
+    elif status < 500 and status not in (408, 429):
+        refused = f"pos {op}: unexpected answer {status}"
+    return status_outcome(response, f"pos {op}", write=write, refused=refused)
 
 
 class PosClient:
@@ -187,10 +178,12 @@ class PosClient:
         max_in_flight: int = 8,
         source: str = wire.SOURCE_OPERATOR,
         remember_uncertain: int = 10_000,
+        overlap_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.mapping = mapping if mapping is not None else load_mapping()
         self._source = source
+        self._overlap = timedelta(seconds=max(0.0, overlap_s))
         self._uncertain: dict[str, None] = {}
         self._uncertain_cap = remember_uncertain
         # httpcore's pool does work per queued request on every state change, so hundreds
@@ -310,10 +303,10 @@ class PosClient:
                 headers={"Idempotency-Key": appeal_id, "Content-Type": "application/json"},
             )
         except httpx.HTTPError as exc:
-            if _not_sent(exc):
-                raise Transient(f"pos create: could not connect ({type(exc).__name__})") from None
-            self._remember_uncertain(appeal_id)
-            raise Ambiguous(f"pos create: no answer ({type(exc).__name__})") from None
+            outcome = transport_outcome(exc, "pos create", write=True)
+            if isinstance(outcome, Ambiguous):
+                self._remember_uncertain(appeal_id)
+            raise outcome from None
         if response.status_code in (200, 201):
             try:
                 return wire.Message.model_validate_json(response.content)
@@ -322,11 +315,10 @@ class PosClient:
                 raise Ambiguous(
                     f"pos create: unreadable {response.status_code} answer"
                 ) from None
-        outcome = _failure("create", response)
         if response.status_code >= 500:
-            # A proxy's 502/504 may stand in front of a create that did happen.
+            # Even a plain 500 may have come after the row was written.
             self._remember_uncertain(appeal_id)
-        raise outcome
+        raise _failure("create", response, write=True)
 
     def _remember_uncertain(self, appeal_id: str) -> None:
         self._uncertain.pop(appeal_id, None)
@@ -349,11 +341,16 @@ class PosClient:
         remote's opaque `next_cursor`, and the largest `updated_at` seen so far, so a walk
         interrupted mid-way resumes where it stopped. While the remote has more pages,
         `next_cursor` is set; at the end it is None and `resume_from` is the cursor to
-        store for the next cycle (`updated_since` = the largest `updated_at` seen). A walk
-        makes one request per page, so a cycle costs ceil(changed / limit) + 1 requests
-        at most.
+        store for the next cycle (`updated_since` = the largest `updated_at` seen).
+
+        Each walk starts `overlap_s` before the stored `updated_since`: a change committed
+        late upstream carries an `updated_at` older than changes already read, and would
+        otherwise never be fetched. Re-reads are harmless (applying an update is
+        idempotent) but not free: a walk makes one request per page, so a cycle costs
+        ceil((changed + recent) / limit) + 1 requests, where `recent` counts the messages
+        changed within `overlap_s` before the previous cycle's newest change.
         """
-        position = _PollPosition.decode(cursor)
+        position = self._walk_start(_PollPosition.decode(cursor))
         params = {"source": self._source, "limit": str(max(1, min(MAX_PAGE_SIZE, limit)))}
         if position.since is not None:
             params["updated_since"] = position.since
@@ -383,6 +380,14 @@ class PosClient:
             return UpdatesPage(updates=updates, next_cursor=following.encode())
         resume = _PollPosition(since=max_seen if max_seen is not None else position.since)
         return UpdatesPage(updates=updates, next_cursor=None, resume_from=resume.encode())
+
+    def _walk_start(self, position: _PollPosition) -> _PollPosition:
+        """At the start of a walk, reach back by the overlap; never resume behind `since`."""
+        if position.cursor is not None or position.since is None:
+            return position
+        since = datetime.fromisoformat(position.since)
+        return _PollPosition(since=(since - self._overlap).isoformat(),
+                             max_seen=_later(position.max_seen, since))
 
     async def get_update(self, external_id: str) -> ExternalUpdate | None:
         """One message by its ПОС id, mapped; None when ПОС does not know it."""
@@ -458,9 +463,7 @@ class PosClient:
                 headers={"Content-Type": "application/json"},
             )
         except httpx.HTTPError as exc:
-            if _not_sent(exc):
-                raise Transient(f"pos delivery: could not connect ({type(exc).__name__})") from None
-            raise Ambiguous(f"pos delivery: no answer ({type(exc).__name__})") from None
+            raise transport_outcome(exc, "pos delivery", write=True) from None
         status = response.status_code
         if status in (200, 201, 204):
             return
@@ -473,7 +476,7 @@ class PosClient:
             )
         if status == 404:
             raise Permanent("pos delivery: message not found in ПОС")
-        raise _failure("delivery", response)
+        raise _failure("delivery", response, write=True)
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -497,7 +500,7 @@ class PosClient:
             return await self._send("GET", path, params=params)
         except httpx.HTTPError as exc:
             # Reads have no effect: any transport failure is simply worth another try.
-            raise Transient(f"pos read: no answer ({type(exc).__name__})") from None
+            raise transport_outcome(exc, "pos read", write=False) from None
 
     async def _get(self, path: str, params: Mapping[str, str], *, op: str) -> httpx.Response:
         response = await self._send_read(path, params)

@@ -3,8 +3,9 @@
 There is no ПОС sandbox, yet the demo, the end-to-end tests and the benchmarks need a
 remote that behaves like one: it keeps messages in memory, moves them through the stages
 on a configurable clock, lets "ministry staff" confirm delivery directly, and fails on
-purpose (5xx, 429 with Retry-After, latency, responses lost after the effect) from a
-seedable RNG. It counts creates per idempotency key and per `external_id`, so a test can
+purpose (5xx, 429 with Retry-After, latency, responses lost after the effect, changes
+committed late with an `updated_at` older than changes already served) from a seedable
+RNG. It counts creates per idempotency key and per `external_id`, so a test can
 prove that nothing was registered twice.
 
 Test-only endpoints live under `/_sim/` and need no token:
@@ -72,6 +73,10 @@ class PosSimulatorSettings(BaseModel):
     retry_after_http_date: bool = False
     latency_ms: float = Field(default=0.0, ge=0)
     latency_jitter_ms: float = Field(default=0.0, ge=0)
+    # A late commit: the change becomes visible now, stamped `late_commit_s` in the past,
+    # as a transaction that began then and committed after later ones were read.
+    late_commit_rate: float = Field(default=0.0, ge=0, le=1)
+    late_commit_s: float = Field(default=30.0, ge=0)
     seed: int | None = None
     first_id: int = Field(default=100_001, ge=1)
 
@@ -164,23 +169,36 @@ class PosSimulator:
         seed = settings.seed
         self.fault_rng = random.Random(seed)
         self._fate_rng = random.Random(None if seed is None else seed + 1)
+        self._late_rng = random.Random(None if seed is None else seed + 2)
         self.stats = _Stats()
 
     # --- time ------------------------------------------------------------------------
 
     def _stamp(self, message: SimMessage) -> None:
-        """A new updated_at, strictly increasing, so (updated_at, id) order is change order."""
+        """A new updated_at, strictly increasing, so (updated_at, id) order is change order.
+
+        Except for a late commit (a fault): then the stamp lies in the past, behind
+        changes a poller may already have read.
+        """
         now_us = int(self._clock() * 1_000_000)
-        self._last_us = max(now_us, self._last_us + 1)
+        late = self.settings.late_commit_rate and (
+            self._late_rng.random() < self.settings.late_commit_rate)
+        if late:
+            stamp = max(now_us - int(self.settings.late_commit_s * 1_000_000),
+                        message.updated_us + 1)
+            self.stats.faults["late_commit"] += 1
+        else:
+            self._last_us = max(now_us, self._last_us + 1)
+            stamp = self._last_us
         if message.updated_us:
             old = (message.updated_us, message.id)
             pos = bisect.bisect_left(self._index, old)
             if pos < len(self._index) and self._index[pos] == old:
                 del self._index[pos]
-        message.updated_us = self._last_us
-        message.updated_at = _iso(self._last_us)
+        message.updated_us = stamp
+        message.updated_at = _iso(stamp)
         message.version += 1
-        self._index.append((message.updated_us, message.id))
+        bisect.insort(self._index, (message.updated_us, message.id))
 
     def _schedule(self, message: SimMessage) -> None:
         if self.settings.stage_seconds > 0 and self._next_stage(message, None) is not None:

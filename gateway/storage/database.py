@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.storage.sqlite_trips import one_trip_connector
+from gateway.storage.sqlite_trips import internals_available, one_trip_connector
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -25,7 +25,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if is_sqlite(url):
         timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
         parsed = make_url(url)
-        if parsed.database in (None, "", ":memory:") or parsed.query:
+        if parsed.database in (None, "", ":memory:") or parsed.query or (
+                not internals_available()):  # the stock path (see sqlite_trips)
             engine = create_async_engine(url, connect_args={"timeout": timeout_s},
                                          hide_parameters=True)
         else:  # a plain file: statements in one trip each (see sqlite_trips)

@@ -1,24 +1,35 @@
 """SQLite statements in one trip to aiosqlite's thread instead of three or four.
 
 SQLAlchemy's aiosqlite adapter opens a cursor, executes, fetches and closes it, each an
-await on aiosqlite's worker thread. A trip costs little alone, but it waits for the event
-loop to come round, and on SQLite the writer holds the process's write lock across all of
-them: under load the lock convoy, not SQL, set the latency of every call. Here `cursor()`
+await on aiosqlite's worker thread. A trip costs little alone, but each waits for the
+event loop to come round, and a writer holds SQLite's write lock across all of them, so
+under load these waits lengthen every other writer's wait too. Here `cursor()`
 returns a cursor that does all four in one function run on that thread and keeps the
 rows, description and counts for SQLAlchemy to read.
 
-Hand-written because no library offers it. It relies on two aiosqlite internals that
-SQLAlchemy's own adapter relies on too (the worker queue behind `_execute`, the sqlite3
-connection `_conn`); the whole test suite runs through it on every change.
+It reaches into three private parts of aiosqlite.Connection: `_execute` (runs a function
+on the connection's worker thread), `_conn` (the sqlite3 connection there) and `_thread`
+(the worker, made a daemon as SQLAlchemy does). They exist in the pinned range
+(pyproject.toml): aiosqlite before 0.22 has no `_thread`, its Connection being the thread
+itself. When any is missing, `internals_available()` is false and the engine takes the
+stock aiosqlite path instead (gateway/storage/database.py);
+tests/integration/test_sqlite_trips.py fails loudly on such a version, so the pin and this
+module are revisited rather than silently slower.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiosqlite
+
+# What this module uses of aiosqlite.Connection beyond its public API.
+INTERNALS = ("_execute", "_conn", "_thread")
 
 _Outcome = tuple[Any, int, int | None, list[Any]]
 
@@ -90,8 +101,36 @@ class OneTripConnection(aiosqlite.Connection):
         return OneTripCursor(self)
 
 
-def one_trip_connector(path: str, *, timeout_s: float) -> Any:
-    """An `async_creator` for `create_async_engine`: aiosqlite with one-trip cursors."""
+def missing_internals(connection_class: type[Any] = aiosqlite.Connection) -> tuple[str, ...]:
+    """Which of `INTERNALS` this aiosqlite lacks (empty: one-trip cursors can be used)."""
+    missing = []
+    if not inspect.iscoroutinefunction(getattr(connection_class, "_execute", None)):
+        missing.append("_execute")
+    if not isinstance(getattr(connection_class, "_conn", None), property):
+        missing.append("_conn")
+    try:  # an instance attribute: look at a connection that is never started
+        probe = connection_class(lambda: sqlite3.connect(":memory:"), 64)
+        thread = getattr(probe, "_thread", None)
+    except Exception:  # noqa: BLE001 - any surprise here means "not the API we know"
+        thread = None
+    if not isinstance(thread, threading.Thread):
+        missing.append("_thread")
+    return tuple(missing)
+
+
+@functools.cache
+def internals_available() -> bool:
+    """Whether the installed aiosqlite has what one-trip cursors need (checked once)."""
+    return not missing_internals()
+
+
+def one_trip_connector(
+    path: str, *, timeout_s: float
+) -> Callable[[], Coroutine[Any, Any, OneTripConnection]]:
+    """An `async_creator` for `create_async_engine`: aiosqlite with one-trip cursors.
+
+    Only for an aiosqlite where `internals_available()`; the caller checks.
+    """
 
     async def connect() -> OneTripConnection:
         connection = OneTripConnection(lambda: sqlite3.connect(path, timeout=timeout_s), 64)

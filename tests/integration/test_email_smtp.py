@@ -526,3 +526,48 @@ async def test_logged_ids_and_counts_survive_the_personal_data_masker(
     sent = dict(next(e for e in events if e["event"] == "email.sent"))
     masked = mask_personal_data(None, "info", dict(sent))
     assert masked == sent
+
+
+# --- the aiosmtplib internals the mailer reaches into (issue 11) -----------------------------
+
+
+def test_the_installed_aiosmtplib_has_the_protocol_parts_the_mailer_uses() -> None:
+    # Failing here means aiosmtplib changed: revisit _transaction and the pin in pyproject.
+    from importlib.metadata import version
+
+    from adapters.email.mailer import missing_protocol_internals
+
+    assert missing_protocol_internals() == (), (
+        f"aiosmtplib {version('aiosmtplib')} lacks {missing_protocol_internals()}; the "
+        "mailer falls back to SMTP.data and reports every loss after DATA as ambiguous")
+
+
+@pytest.fixture
+def without_protocol_internals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapters.email import mailer as mailer_module
+
+    monkeypatch.setattr(mailer_module, "protocol_internals_available", lambda: False)
+
+
+async def test_without_the_protocol_parts_letters_still_arrive_through_smtp_data(
+    without_protocol_internals: None, mailer: SmtpMailer, maildir: Path,
+) -> None:
+    letter = OutgoingMail(to=("zhkh@gov.test",), subject="Проверка",
+                          text=".точка в начале строки\nи вторая строка", idempotency_key="k-9")
+    await mailer.send(letter)
+    [received] = read_maildir(maildir)
+    assert received["Message-ID"] == mailer.message_id(letter)
+    body = received.get_body(("plain",))
+    assert body is not None
+    assert body.get_content().startswith(".точка в начале строки")
+
+
+async def test_without_the_protocol_parts_a_lost_verdict_is_still_ambiguous(
+    without_protocol_internals: None, mailer: SmtpMailer, sink: RunningSink, maildir: Path,
+) -> None:
+    sink.handler.drop_once = DropPoint.BEFORE_ACCEPT
+    letter = plain_mail()
+    with pytest.raises(Ambiguous):
+        await mailer.send(letter)
+    await mailer.send(letter)
+    assert len(read_maildir(maildir)) == 1

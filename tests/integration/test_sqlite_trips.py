@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.storage import database
 from gateway.storage.database import create_engine
-from gateway.storage.sqlite_trips import OneTripConnection, OneTripCursor
+from gateway.storage.sqlite_trips import (
+    INTERNALS,
+    OneTripConnection,
+    OneTripCursor,
+    internals_available,
+    missing_internals,
+)
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True),
@@ -70,5 +82,61 @@ async def test_an_in_memory_database_keeps_the_stock_driver() -> None:
         async with engine.connect() as conn:
             raw = await conn.get_raw_connection()
             assert not isinstance(raw.driver_connection, OneTripConnection)
+    finally:
+        await engine.dispose()
+
+
+# --- the aiosqlite internals it reaches into (issue 11) --------------------------------------
+
+
+def test_the_installed_aiosqlite_has_every_internal_one_trip_cursors_use() -> None:
+    # Failing here means aiosqlite changed: revisit sqlite_trips and the pin in pyproject.
+    assert missing_internals() == (), (
+        f"aiosqlite {version('aiosqlite')} lacks {missing_internals()}; the gateway falls "
+        "back to the stock (slower) path")
+    assert internals_available()
+
+
+class _ThreadConnection(threading.Thread):
+    """aiosqlite's Connection as it was before 0.22: the worker thread itself, no `_thread`."""
+
+    def __init__(self, connector: Any, iter_chunk_size: int) -> None:
+        super().__init__()
+        self._connection: sqlite3.Connection | None = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        assert self._connection is not None
+        return self._connection
+
+    async def _execute(self, fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+
+class _Bare:
+    def __init__(self, connector: Any, iter_chunk_size: int) -> None:
+        pass
+
+
+def test_an_aiosqlite_without_the_internals_is_recognised() -> None:
+    assert missing_internals(_ThreadConnection) == ("_thread",)
+    assert missing_internals(_Bare) == INTERNALS
+
+
+async def test_without_the_internals_the_engine_takes_the_stock_aiosqlite_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(database, "internals_available", lambda: False)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'stock.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            raw = await conn.get_raw_connection()
+            assert type(raw.driver_connection) is aiosqlite.Connection
+            await conn.execute(insert(items), [{"name": "a"}, {"name": "b"}])
+        async with engine.connect() as conn:
+            names = (await conn.execute(select(items.c.name).order_by(items.c.id))).scalars()
+            assert names.all() == ["a", "b"]
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            assert mode == "wal"  # the same pragmas on either path
     finally:
         await engine.dispose()

@@ -269,13 +269,33 @@ async def test_expired_session_inside_the_batch_answer_is_renewed_and_resent(
     assert delo.logins == 2 and len(delo.batches) == 2 and ref.id == "5002"
 
 
-async def test_session_refused_right_after_login_is_permanent(
+async def test_session_lost_again_right_after_a_fresh_login_is_transient_not_configuration(
     delo: FakeDelo, client: DeloClient
 ) -> None:
+    # Issue 12: a session that expired moments after a successful login dead-lettered
+    # the call as a configuration error. The login worked, so the retry policy decides.
     delo.read_faults[wire.DOCGROUP_CL] = [httpx.Response(401), httpx.Response(401)]
-    with pytest.raises(Permanent, match="configuration"):
+    with pytest.raises(Transient) as caught:
         await client.register(make_appeal())
+    assert not isinstance(caught.value, Ambiguous)
+    assert "configuration" not in caught.value.reason
     assert delo.logins == 2
+
+    # The outbox's next attempt logs in anew and goes through.
+    ref = await client.register(make_appeal(), lookup_first=True)
+    assert delo.logins == 3 and ref.id == "5002"
+    assert delo.sessions_used()[-1] == f"{wire.SESSION_COOKIE}=sid-3"
+
+
+async def test_session_lost_twice_inside_a_batch_answer_is_transient(
+    delo: FakeDelo, client: DeloClient
+) -> None:
+    lost = batch_response(BatchUnit(False, (EmbeddedResponse(401),)))
+    delo.batch_outcomes += [lost, lost]
+    with pytest.raises(Transient) as caught:
+        await client.register(make_appeal())
+    assert "configuration" not in caught.value.reason
+    assert delo.logins == 2 and len(delo.batches) == 2
 
 
 # ---- register ---------------------------------------------------------------------------
@@ -499,15 +519,55 @@ async def test_throttled_batch_honours_retry_after(
 
 
 @pytest.mark.parametrize(("status", "outcome"), [
-    (500, Transient), (503, Transient), (502, Ambiguous), (504, Ambiguous),
+    (500, Transient), (503, Transient), (408, Transient), (429, Transient),
+    (502, Ambiguous), (504, Ambiguous),
 ])
 async def test_server_errors_on_the_batch(
     delo: FakeDelo, client: DeloClient, status: int, outcome: type[Transient]
 ) -> None:
+    # The same rules as the ПОС adapter's (adapters/http_outcomes.py).
     delo.batch_outcomes.append(httpx.Response(status))
     with pytest.raises(outcome) as caught:
         await client.register(make_appeal())
     assert type(caught.value) is outcome
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_the_batch_is_looked_up_before_the_next_create(
+    delo: FakeDelo, client: DeloClient, status: int
+) -> None:
+    delo.batch_outcomes.append(httpx.Response(status))
+    with pytest.raises(Ambiguous):
+        await client.register(make_appeal())
+    delo.rows[wire.DOC_RC] = [card_row(5002)]  # the proxy's 502 hid a card that was made
+    ref = await client.register(make_appeal())
+    assert ref.id == "5002" and len(delo.batches) == 1
+
+
+@pytest.mark.parametrize(("failure", "outcome"), [
+    (httpx.ConnectError("refused"), Transient), (httpx.ConnectTimeout("connect"), Transient),
+    (httpx.ReadTimeout("read"), Ambiguous), (httpx.ReadError("reset"), Ambiguous),
+    (httpx.RemoteProtocolError("disconnected"), Ambiguous),
+])
+async def test_transport_failures_on_the_batch(
+    delo: FakeDelo, client: DeloClient, failure: Exception, outcome: type[Transient]
+) -> None:
+    delo.batch_outcomes.append(failure)
+    with pytest.raises(outcome) as caught:
+        await client.register(make_appeal())
+    assert type(caught.value) is outcome
+    assert_no_personal_data(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 410, 422])
+async def test_other_4xx_on_the_batch_are_permanent(
+    delo: FakeDelo, client: DeloClient, status: int
+) -> None:
+    delo.batch_outcomes.append(odata_error(status, "Refused", "Смирнов"))
+    with pytest.raises(Permanent) as caught:
+        await client.register(make_appeal())
+    assert str(status) in caught.value.reason
+    assert_no_personal_data(caught.value)
 
 
 async def test_refused_read_is_permanent(delo: FakeDelo, client: DeloClient) -> None:
@@ -589,8 +649,47 @@ async def test_poll_reads_only_routed_executors_since_the_start(mock: respx.Mock
     async with DeloClient(BASE, "g", "p", executor_dues=("0.2D1.2D4.", "0.2D1.2D5."),
                           initial_since=start) as client:
         await client.fetch_updates(None, 50)
-    assert delo.reads[-1][1] == {"UPD_DATE": ">=2026-11-01T03:00:00",
+    # Moscow time, less the overlap (60 s by default) that catches late commits.
+    assert delo.reads[-1][1] == {"UPD_DATE": ">=2026-11-01T02:59:00",
                                  "DUE": "0.2D1.2D4.|0.2D1.2D5."}
+
+
+@pytest.mark.parametrize(("overlap_s", "sent"), [
+    (0, ">=2026-11-24T10:00:00"), (15, ">=2026-11-24T09:59:45"), (60, ">=2026-11-24T09:59:00"),
+])
+async def test_each_cycle_re_reads_the_overlap_window_for_late_commits(
+    mock: respx.MockRouter, overlap_s: float, sent: str
+) -> None:
+    delo = FakeDelo(mock)
+    newest = "2026-11-24T10:00:00"
+    late = "2026-11-24T09:59:50"  # committed after `newest` was read, stamped before it
+    delo.rows[wire.DOC_RC] = [card_row(5001)]
+    delo.rows[wire.REPLY] = [reply_row(9005, late, replied=late, text="Ответ")]
+    cursor = json.dumps({"v": 1, "since": newest, "seen": ["9001:ab"]})
+    async with DeloClient(BASE, "g", "p", overlap_s=overlap_s) as client:
+        page = await client.fetch_updates(cursor, 5)
+    _, filters, _ = next(r for r in reversed(delo.reads) if r[0] == wire.REPLY)
+    assert filters["UPD_DATE"] == sent
+    assert [u.status for u in page.updates] == ["answer_ready"]
+    # The next cycle starts where this one did, not behind it at the late row.
+    assert page.next_cursor is None
+    assert json.loads(page.resume_from or "") == json.loads(cursor)
+
+
+async def test_a_cycle_that_reaches_back_pages_on_without_reaching_back_again(
+    delo: FakeDelo, client: DeloClient
+) -> None:
+    delo.rows[wire.DOC_RC] = [card_row(5001)]
+    delo.rows[wire.REPLY] = [reply_row(9001, "2026-11-24T09:59:30")]  # a full page of 1
+    cursor = json.dumps({"v": 1, "since": "2026-11-24T10:00:00", "seen": []})
+    first = await client.fetch_updates(cursor, 1)
+    assert first.next_cursor is not None
+    delo.rows[wire.REPLY] = [reply_row(9002, "2026-11-24T10:00:05")]
+    second = await client.fetch_updates(first.next_cursor, 1)
+    filters = [f["UPD_DATE"] for entity, f, _ in delo.reads if entity == wire.REPLY]
+    assert filters == [">=2026-11-24T09:59:00", ">=2026-11-24T09:59:30"]
+    assert second.resume_from is not None
+    assert json.loads(second.resume_from)["since"] == "2026-11-24T10:00:05"
 
 
 async def test_poll_pages_by_key_without_losing_or_repeating_ties(

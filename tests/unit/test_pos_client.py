@@ -247,7 +247,7 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None, now) is None
 
 
-@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 500, 503])
 async def test_408_and_5xx_are_transient(
     pos: respx.MockRouter, client: PosClient, status: int,
 ) -> None:
@@ -258,6 +258,45 @@ async def test_408_and_5xx_are_transient(
 
     assert not isinstance(caught.value, Ambiguous)
     assert str(status) in caught.value.reason and SURNAME not in caught.value.reason
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_a_write_is_ambiguous_and_looked_up_before_retrying(
+    pos: respx.MockRouter, client: PosClient, status: int,
+) -> None:
+    # The same rules as the «Дело» adapter's (adapters/http_outcomes.py).
+    create = pos.post(MESSAGES).respond(status, headers={"Retry-After": "4"})
+
+    with pytest.raises(Ambiguous) as caught:
+        await client.register(make_appeal())
+    assert caught.value.retry_after == 4.0
+    assert str(status) in caught.value.reason
+
+    lookup = pos.get(MESSAGES, params={"external_id": "apl-0001"}).respond(
+        200, json={"items": [message()], "next_cursor": None})
+    ref = await client.register(make_appeal())
+    assert ref.id == "123456" and lookup.call_count == 1 and create.call_count == 1
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_a_delivery_is_ambiguous(
+    pos: respx.MockRouter, client: PosClient, status: int,
+) -> None:
+    pos.post(f"{MESSAGES}/123456/delivery").respond(status)
+
+    with pytest.raises(Ambiguous):
+        await client.confirm_delivery("123456", DeliveryChannel.PHONE, datetime.now(UTC))
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_gateway_failure_on_a_read_is_only_transient(
+    pos: respx.MockRouter, client: PosClient, status: int,
+) -> None:
+    pos.get(MESSAGES).respond(status)
+
+    with pytest.raises(Transient) as caught:
+        await client.fetch_updates(None, 100)
+    assert not isinstance(caught.value, Ambiguous)
 
 
 @pytest.mark.parametrize(
@@ -435,8 +474,10 @@ async def test_a_walk_follows_the_remote_cursor_then_resumes_from_the_largest_up
     second = await client.fetch_updates(first.next_cursor, 2)
 
     one, two = (dict(c.request.url.params) for c in route.calls)
-    assert one == {"source": "operator", "limit": "2", "updated_since": since}
-    assert two == {"source": "operator", "limit": "2", "updated_since": since,
+    # The walk reaches back by the overlap (60 s by default) and keeps that since.
+    overlapped = "2026-11-23T08:59:00+03:00"
+    assert one == {"source": "operator", "limit": "2", "updated_since": overlapped}
+    assert two == {"source": "operator", "limit": "2", "updated_since": overlapped,
                    "cursor": "opaque-A"}
     assert [u.external_id for u in [*first.updates, *second.updates]] == ["1", "2", "3"]
     assert second.next_cursor is None and second.resume_from is not None
@@ -551,7 +592,27 @@ async def test_polling_can_start_from_a_chosen_moment(
 
     await client.fetch_updates(cursor_since(datetime(2026, 11, 1, tzinfo=MSK)), 100)
 
-    assert route.calls.last.request.url.params["updated_since"] == "2026-11-01T00:00:00+03:00"
+    assert route.calls.last.request.url.params["updated_since"] == "2026-10-31T23:59:00+03:00"
+
+
+@pytest.mark.parametrize(("overlap_s", "sent"), [
+    (0, "2026-11-23T09:00:00+03:00"), (5, "2026-11-23T08:59:55+03:00"),
+    (600, "2026-11-23T08:50:00+03:00"),
+])
+async def test_each_cycle_re_reads_the_overlap_window_for_late_commits(
+    pos: respx.MockRouter, overlap_s: float, sent: str,
+) -> None:
+    newest = "2026-11-23T09:00:00+03:00"
+    late = "2026-11-23T08:59:58+03:00"  # committed after `newest` was read, stamped before
+    route = pos.get(MESSAGES).respond(200, json=page([message(7, updated_at=late)], None))
+    async with PosClient(BASE, TOKEN, overlap_s=overlap_s) as client:
+        result = await client.fetch_updates(json.dumps({"v": 1, "since": newest}), 100)
+
+    assert route.calls.last.request.url.params["updated_since"] == sent
+    assert [u.external_id for u in result.updates] == ["7"]
+    # The next cycle starts from the newest change already read, never behind it.
+    assert result.resume_from is not None
+    assert json.loads(result.resume_from)["since"] == newest
 
 
 @pytest.mark.parametrize("status", [500, 503])

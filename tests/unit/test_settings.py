@@ -40,6 +40,22 @@ def test_without_a_file_or_environment_the_defaults_apply() -> None:
     assert settings.http.max_body_bytes == 64 * 1024
 
 
+def test_polling_settings_default_to_a_minute_of_overlap_and_delo_from_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.pos.overlap_s == settings.delo.overlap_s == 60.0
+    assert settings.delo.initial_since is None and settings.delo.docgroup_due is None
+
+    monkeypatch.setenv("GATEWAY_DELO__INITIAL_SINCE", "2026-11-01T00:00:00+03:00")
+    monkeypatch.setenv("GATEWAY_DELO__DOCGROUP_DUE", "0.1CP.")
+    monkeypatch.setenv("GATEWAY_DELO__OVERLAP_S", "120")
+    delo = load_settings().delo
+    assert delo.initial_since is not None and delo.initial_since.isoformat() == (
+        "2026-11-01T00:00:00+03:00")
+    assert (delo.docgroup_due, delo.overlap_s) == ("0.1CP.", 120.0)
+
+
 def test_settings_are_read_from_the_toml_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +184,8 @@ def test_a_bad_setting_in_the_file_names_the_file_and_the_setting(tmp_path: Path
         ("GATEWAY_TIMEZONE", "Europe/Nowhere", "timezone"),
         ("GATEWAY_LOG_LEVEL", "loud", "log_level"),
         ("GATEWAY_POS__POLL_INTERVAL_S", "-1", "pos.poll_interval_s"),
+        ("GATEWAY_POS__OVERLAP_S", "-5", "pos.overlap_s"),
+        ("GATEWAY_DELO__INITIAL_SINCE", "last week", "delo.initial_since"),
     ],
 )
 def test_other_bad_settings_are_named(

@@ -33,6 +33,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from adapters.delo.simulator import DeloSimulatorSettings
+from adapters.delo.simulator import RunningSimulator as RunningDelo
+from adapters.delo.simulator import start_simulator as start_delo
 from adapters.email.sink import RunningSink, start_sink
 from adapters.pos.simulator import (
     PosSimulatorSettings,
@@ -40,7 +43,7 @@ from adapters.pos.simulator import (
     SimMessage,
     start_simulator,
 )
-from config.settings import OutboxSettings, PosSettings, Settings, SmtpSettings
+from config.settings import DeloSettings, OutboxSettings, PosSettings, Settings, SmtpSettings
 from gateway.bootstrap import Gateway, bootstrap
 from gateway.clock import ManualClock
 from gateway.services import forwarding
@@ -124,6 +127,7 @@ class Flow:
     clock: ManualClock
     database_url: str
     sim_http: httpx.AsyncClient
+    delo: RunningDelo | None = None
     _calls: list[str] = field(default_factory=list)
 
     # -- the API ---------------------------------------------------------------------
@@ -189,8 +193,8 @@ class Flow:
                 raise AssertionError(f"outbox not drained: {stats.by_state}")
             await asyncio.sleep(0.05)
 
-    async def poll(self) -> CycleResult:
-        return await self.gw.pollers["pos"].poll_once()
+    async def poll(self, system: str = "pos") -> CycleResult:
+        return await self.gw.pollers[system].poll_once()
 
     # -- the ПОС side --------------------------------------------------------------------
 
@@ -280,11 +284,15 @@ StartFlow = Callable[..., Awaitable[Flow]]
 
 @pytest.fixture
 async def start_flow(tmp_path: Path) -> AsyncIterator[StartFlow]:
-    """start_flow(clock=None, page_size=200, **simulator settings) -> Flow, closed after."""
+    """start_flow(clock=None, page_size=200, overlap_s=60, delo=None, **ПОС simulator settings).
+
+    `delo`: settings of a «Дело» simulator to start and wire in too (None: no «Дело»).
+    """
     async with contextlib.AsyncExitStack() as stack:
         started = itertools.count()
 
         async def start(clock: ManualClock | None = None, *, page_size: int = 200,
+                        overlap_s: float = 60.0, delo: DeloSimulatorSettings | None = None,
                         **sim: Any) -> Flow:
             n = next(started)
             sim.setdefault("stage_seconds", 0)
@@ -293,13 +301,23 @@ async def start_flow(tmp_path: Path) -> AsyncIterator[StartFlow]:
             maildir = tmp_path / f"maildir-{n}"
             sink = await start_sink("127.0.0.1", 0, maildir)
             stack.push_async_callback(sink.close)
+            delo_sim = None
+            delo_settings = DeloSettings()
+            if delo is not None:
+                delo_sim = await start_delo(settings=delo)
+                stack.push_async_callback(delo_sim.close)
+                delo_settings = DeloSettings(
+                    base_url=delo_sim.url, username=delo.username,
+                    password=SecretStr(delo.password), page_size=page_size, timeout_s=5.0,
+                    overlap_s=overlap_s)
             database_url = f"sqlite+aiosqlite:///{tmp_path / f'gateway-{n}.db'}"
             await asyncio.to_thread(upgrade, database_url)
             settings = Settings(
                 database_url=database_url,
                 api_tokens=SecretStr(API_TOKENS),
                 pos=PosSettings(base_url=pos.url, token=SecretStr(POS_TOKEN),
-                                page_size=page_size, timeout_s=5.0),
+                                page_size=page_size, timeout_s=5.0, overlap_s=overlap_s),
+                delo=delo_settings,
                 smtp=SmtpSettings(host="127.0.0.1", port=sink.port, security="none",
                                   sender="Горячая линия 122 <hotline@gateway.test>",
                                   timeout_s=5.0),
@@ -313,7 +331,7 @@ async def start_flow(tmp_path: Path) -> AsyncIterator[StartFlow]:
             stack.push_async_callback(client.close)
             sim_http = httpx.AsyncClient(base_url=pos.url, timeout=10)
             stack.push_async_callback(sim_http.aclose)
-            return Flow(gw, client, pos, sink, maildir, clock, database_url, sim_http)
+            return Flow(gw, client, pos, sink, maildir, clock, database_url, sim_http, delo_sim)
 
         yield start
 

@@ -222,7 +222,9 @@ async def test_roles_per_the_contract(start_flow: StartFlow) -> None:
 async def test_a_poll_cycle_costs_requests_by_changes_not_by_open_appeals(
         start_flow: StartFlow) -> None:
     page_size = 3
-    flow = await start_flow(page_size=page_size)
+    # Without the overlap window: every message here is seconds old, so the window would
+    # hold them all; its cost is the next test's.
+    flow = await start_flow(page_size=page_size, overlap_s=0)
     registered = [await flow.post_call() for _ in range(14)]
     await flow.drain()
     first = await flow.poll()  # the first cycle reads everything ПОС holds
@@ -259,6 +261,29 @@ async def test_a_poll_cycle_costs_requests_by_changes_not_by_open_appeals(
     quiet = await flow.poll()
     assert quiet.requests == 1
     assert quiet.applied == 0
+
+
+async def test_the_overlap_window_costs_the_changes_made_within_it(
+        start_flow: StartFlow) -> None:
+    # A cycle re-reads what changed within overlap_s (60 s) before the newest change it had
+    # read: ceil((changed + recent) / page) + 1 requests. Re-reads apply nothing.
+    page_size = 3
+    flow = await start_flow(page_size=page_size)
+    registered = [await flow.post_call() for _ in range(14)]
+    await flow.drain()
+    await flow.poll()
+    pos_ids = [(await flow.get(a["id"]))["external"]["id"] for a in registered]
+    for pos_id in pos_ids[:5]:
+        await flow.advance(pos_id, "coordination")
+
+    cycle = await flow.poll()
+
+    recent = len(registered)  # all registered seconds ago, within the window
+    assert cycle.requests <= max_poll_requests(5 + recent, page_size)
+    assert cycle.requests > max_poll_requests(5, page_size)  # what the window costs here
+    assert cycle.applied == 5
+    quiet = await flow.poll()
+    assert quiet.requests <= max_poll_requests(recent, page_size) and quiet.applied == 0
 
 
 async def test_a_registration_whose_answer_was_lost_and_seen_first_by_the_poller_keeps_its_number(
