@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import tzinfo
-from typing import Any
+import uuid
+from datetime import datetime
 
 from aiohttp import web
 
@@ -11,7 +11,9 @@ from gateway.api.auth import ROLE_KEY, requires
 from gateway.api.bodies import BAD_QUERY, read_json_object, validated
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
-from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn, iso
+from gateway.api.views import AttemptOut, DeliveryOut, ReadyListOut, ReadyOut
+from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn
+from gateway.domain.intake import later_time_refusal
 from gateway.services.delivery import AnswerNotReady, Delivery, DeliveryConflict
 from gateway.services.delivery_desk import CallbacksExhausted, DeliveryDesk
 from gateway.storage import appeals as repo
@@ -31,29 +33,33 @@ async def worklist(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     query = validated(DeliveriesQuery, dict(request.query), BAD_QUERY)
     ready = await _desk(services).ready(query.limit)
-    return json_response({"items": [
-        ready_item(s, services.zone_of(s.appeal.hotline)) for s in ready]})
+    return json_response(ReadyListOut(
+        items=[ReadyOut.from_stored(s, services.zone_of(s.appeal.hotline)) for s in ready],
+    ).body())
 
 
-def ready_item(stored: repo.StoredAppeal, zone: tzinfo) -> dict[str, Any]:
-    appeal = stored.appeal
-    applicant = appeal.applicant
-    return {
-        "id": appeal.id,
-        "journal_id": appeal.journal_id,
-        "external": {"system": stored.external_system, "id": stored.external_id,
-                     "number": stored.external_number},
-        "answer_text": stored.answer_text,
-        "answer_ready_at": iso(stored.answer_ready_at, zone),
-        "applicant": {"last_name": applicant.last_name, "first_name": applicant.first_name,
-                      "middle_name": applicant.middle_name, "phone": applicant.phone,
-                      "email": applicant.email, "postal_address": applicant.postal_address},
-        "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
-        "due_at": iso(appeal.feedback_due_at or appeal.due_at, zone),
-        "attempts": stored.callback_attempts,
-        "next_attempt_at": iso(stored.next_callback_at, zone),
-        "needs_supervisor": stored.needs_supervisor,
-    }
+async def _appeal(services: ApiServices, appeal_id: str) -> repo.StoredAppeal:
+    stored = None
+    if _is_uuid(appeal_id):
+        async with services.engine.connect() as conn:
+            stored = await repo.get_appeal(conn, appeal_id, with_related=False)
+    if stored is None:
+        raise ApiError(404, "not_found", "Обращение не найдено / no such call")
+    return stored
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_time(field: str, at: datetime, stored: repo.StoredAppeal, now: datetime) -> None:
+    refusal = later_time_refusal(field, at, stored.appeal.received_at, now)
+    if refusal is not None:
+        raise ApiError(422, refusal.code, refusal.message, refusal.fields)
 
 
 @routes.post("/api/v1/calls/{id}/attempts")
@@ -62,9 +68,13 @@ async def record_attempt(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     attempt = validated(AttemptIn, await read_json_object(request),
                         "Попытка описана с ошибками / invalid attempt")
+    desk = _desk(services)
     appeal_id = request.match_info["id"]
+    stored = await _appeal(services, appeal_id)
+    if attempt.at is not None:
+        _check_time("at", attempt.at, stored, services.clock.now())
     try:
-        result = await _desk(services).record_attempt(
+        result = await desk.record_attempt(
             appeal_id, attempt.outcome, attempt.at, actor=request[ROLE_KEY])
     except LookupError:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
@@ -75,16 +85,8 @@ async def record_attempt(request: web.Request) -> web.Response:
                        f"Уже {exc.attempts} неудачные попытки; решение за руководителем "
                        f"/ {exc.attempts} failed tries already; the supervisor decides next",
                        ) from None
-    async with services.engine.connect() as conn:
-        stored = await repo.get_appeal(conn, appeal_id)
-    zone = services.zone_of(stored.appeal.hotline) if stored else None
-    return json_response({
-        "id": appeal_id,
-        "attempts": result.attempts,
-        "next_attempt_at": iso(result.next_attempt_at, zone),
-        "next_attempt_by": iso(result.next_attempt_by, zone),
-        "needs_supervisor": result.needs_supervisor,
-    }, status=201)
+    zone = services.zone_of(stored.appeal.hotline)
+    return json_response(AttemptOut.of(appeal_id, result, zone).body(), status=201)
 
 
 @routes.post("/api/v1/calls/{id}/delivery")
@@ -93,12 +95,16 @@ async def confirm_delivery(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     delivery = validated(DeliveryIn, await read_json_object(request),
                          "Доставка описана с ошибками / invalid delivery")
+    desk = _desk(services)
     appeal_id = request.match_info["id"]
+    stored = await _appeal(services, appeal_id)
+    now = services.clock.now()
+    if delivery.delivered_at is not None:
+        _check_time("delivered_at", delivery.delivered_at, stored, now)
     try:
-        result = await _desk(services).deliver(
+        result = await desk.deliver(
             appeal_id,
-            Delivery(delivery.channel, delivery.delivered_at or services.clock.now(),
-                     delivery.by, "gateway"),
+            Delivery(delivery.channel, delivery.delivered_at or now, delivery.by, "gateway"),
             actor=request[ROLE_KEY])
     except LookupError:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
@@ -110,16 +116,10 @@ async def confirm_delivery(request: web.Request) -> web.Response:
                        f"/ delivery already confirmed by another channel ({exc.recorded})",
                        {"channel": f"already confirmed as {exc.recorded}"}) from None
     async with services.engine.connect() as conn:
-        stored = await repo.get_appeal(conn, appeal_id)
-    assert stored is not None
-    zone = services.zone_of(stored.appeal.hotline)
-    return json_response({
-        "id": appeal_id,
-        "status": stored.appeal.status.value,
-        "channel": stored.delivery_channel,
-        "delivered_at": iso(stored.delivered_at, zone),
-        "result": result.value,
-    })
+        delivered = await repo.get_appeal(conn, appeal_id, with_related=False)
+    assert delivered is not None
+    zone = services.zone_of(delivered.appeal.hotline)
+    return json_response(DeliveryOut.from_stored(delivered, result, zone).body())
 
 
 def _not_ready(exc: AnswerNotReady) -> ApiError:

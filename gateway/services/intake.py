@@ -18,14 +18,15 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.api.wire import CallIn
 from gateway.domain.appeal import Appeal, AppealStatus, StatusChange
 from gateway.domain.intake import (
+    NewCall,
     Refusal,
     anonymity_refusal,
+    content_hash,
+    normalised,
     received_at_refusal,
     registered_late,
-    with_normalised_phone,
 )
 from gateway.domain.ports import Clock
 from gateway.domain.route import TargetSystem
@@ -96,13 +97,14 @@ class IntakeService:
         await self._writes.aclose()
 
     async def _store(self, batch: Sequence[_Accepted]) -> list[BaseException | None]:
-        """Calls taken at the same moment commit together; a repeat among them (a unique
-        constraint refusing the batch) sends each back alone, to learn which one it was."""
+        """Calls taken at the same moment commit together; when the batch fails (a repeat
+        refused by a unique constraint, or any call the database will not take) each goes
+        again alone, so only the one at fault fails."""
         try:
             async with self._db.write() as conn:
                 await self._insert(conn, batch)
             return [None] * len(batch)
-        except IntegrityError as exc:
+        except Exception as exc:  # noqa: BLE001 - whichever member sank it, find it
             if len(batch) == 1:
                 return [exc]
         outcomes: list[BaseException | None] = []
@@ -111,7 +113,7 @@ class IntakeService:
                 async with self._db.write() as conn:
                     await self._insert(conn, [accepted])
                 outcomes.append(None)
-            except IntegrityError as exc:
+            except Exception as exc:  # noqa: BLE001 - this one's own failure, for its caller
                 outcomes.append(exc)
         return outcomes
 
@@ -120,16 +122,17 @@ class IntakeService:
         await self._enqueue(conn, [m for a in batch for m in forwarding_messages(a.new.appeal)])
         await repo.record_audits(conn, [a.audit_entry() for a in batch])
 
-    async def accept(self, call: CallIn, idempotency_key: str | None, actor: str) -> IntakeResult:
-        content_hash = call.content_hash()
+    async def accept(self, call: NewCall, idempotency_key: str | None, actor: str) -> IntakeResult:
         now = self._clock.now()
+        call, phone_refusal = normalised(call, self._known_topic(call.topic))
+        fingerprint = content_hash(call)
         # Most calls are new: write first and let the unique constraints find repeats.
         try:
-            appeal = self._build(call, now)
+            appeal = self._build(call, phone_refusal, now)
         except CallRefused:
             # A repeat is answered from what is stored even if a rule now refuses it:
             # the call was valid when first taken; configuration may have changed since.
-            repeat = await self._find_repeat(call, idempotency_key, content_hash)
+            repeat = await self._find_repeat(call, idempotency_key, fingerprint)
             if repeat is None:
                 raise
             return IntakeResult(repeat, created=False)
@@ -138,18 +141,18 @@ class IntakeService:
         appeal = _with_deadlines(appeal, planned.due_at, planned.feedback_due_at)
         try:
             await self._writes.submit(_Accepted(
-                repo.NewAppeal(appeal, content_hash, idempotency_key, planned.request_due_at,
+                repo.NewAppeal(appeal, fingerprint, idempotency_key, planned.request_due_at,
                                now), actor))
         except IntegrityError:
             # The same journal entry or key is stored already: a repeat, or a conflict.
-            repeat = await self._find_repeat(call, idempotency_key, content_hash)
+            repeat = await self._find_repeat(call, idempotency_key, fingerprint)
             if repeat is None:
                 raise
             return IntakeResult(repeat, created=False)
         log.info("call.accepted", appeal_id=appeal.id, route=appeal.route.system.value,
                  hotline=appeal.hotline)
         stored = repo.StoredAppeal(
-            appeal=appeal, content_hash=content_hash, idempotency_key=idempotency_key,
+            appeal=appeal, content_hash=fingerprint, idempotency_key=idempotency_key,
             request_due_at=planned.request_due_at, overdue=False, external_system=None,
             external_id=None, external_number=None, external_stage=None, answer_text=None,
             answer_ready_at=None, created_at=now, updated_at=now,
@@ -157,13 +160,13 @@ class IntakeService:
         return IntakeResult(stored, created=True)
 
     async def _find_repeat(
-        self, call: CallIn, key: str | None, content_hash: str
+        self, call: NewCall, key: str | None, fingerprint: str
     ) -> repo.StoredAppeal | None:
         async with self._db.read() as conn:
-            return await self._repeat_of(conn, call, key, content_hash)
+            return await self._repeat_of(conn, call, key, fingerprint)
 
     async def _repeat_of(
-        self, conn: AsyncConnection, call: CallIn, key: str | None, content_hash: str
+        self, conn: AsyncConnection, call: NewCall, key: str | None, fingerprint: str
     ) -> repo.StoredAppeal | None:
         found = await repo.find_existing(conn, call.hotline, call.journal_id, key)
         if not found:
@@ -171,12 +174,20 @@ class IntakeService:
         for stored in found:
             same_entry = (stored.appeal.hotline, stored.appeal.journal_id) == (
                 call.hotline, call.journal_id)
-            if stored.content_hash != content_hash:
+            if stored.content_hash != fingerprint:
                 raise CallConflict(stored.appeal.id,
                                    "journal_id" if same_entry else "Idempotency-Key")
         return await repo.get_appeal(conn, found[0].appeal.id)
 
-    def _build(self, call: CallIn, now: datetime) -> Appeal:
+    def _known_topic(self, typed: str) -> str | None:
+        """The dictionary's own spelling of the topic; None when it is not in the dictionary."""
+        try:
+            return self._routes.canonical_topic(typed)
+        except UnknownTopic:
+            return None
+
+    def _build(self, call: NewCall, phone_refusal: Refusal | None, now: datetime) -> Appeal:
+        """The appeal from a normalised call, or CallRefused by the first rule it breaks."""
         if call.hotline not in self._hotlines:
             raise CallRefused(Refusal(
                 "validation",
@@ -186,16 +197,13 @@ class IntakeService:
         refusal = received_at_refusal(call.received_at, now)
         if refusal:
             raise CallRefused(refusal)
-        applicant, refusal = with_normalised_phone(call.applicant.to_domain())
-        if refusal:
-            raise CallRefused(refusal)
-        channel = call.effective_answer_channel()
-        refusal = anonymity_refusal(applicant, channel, call.informational)
+        if phone_refusal:
+            raise CallRefused(phone_refusal)
+        refusal = anonymity_refusal(call.applicant, call.answer_channel, call.informational)
         if refusal:
             raise CallRefused(refusal)
         try:
             route = self._routes.route(call.topic, call.hotline, call.informational)
-            topic = self._routes.canonical_topic(call.topic)
         except UnknownTopic:
             raise CallRefused(Refusal(
                 "unknown_topic",
@@ -211,13 +219,13 @@ class IntakeService:
             journal_id=call.journal_id,
             received_at=call.received_at,
             operator=call.operator,
-            applicant=applicant,
+            applicant=call.applicant,
             problem_address=call.problem_address,
-            topic=topic,
+            topic=call.topic,
             summary=call.summary,
             repeat=call.repeat,
             urgency=call.urgency,
-            answer_channel=channel,
+            answer_channel=call.answer_channel,
             informational=call.informational,
             status=status,
             route=route,
