@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import phonenumbers
@@ -200,9 +200,15 @@ def content_hash(call: NewCall) -> str:
     """What tells a repeat from a different call under the same journal id or key: taken
     over the normalised call, so `8 917 ...` and `+7917...`, or the same moment written in
     another UTC offset, are the same call."""
-    content = asdict(call)
-    content["received_at"] = _instant(call.received_at)
-    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    applicant = call.applicant
+    content = [
+        call.journal_id, call.hotline, _instant(call.received_at), call.operator,
+        [applicant.last_name, applicant.first_name, applicant.middle_name, applicant.phone,
+         applicant.email, applicant.postal_address],
+        call.problem_address, call.topic, call.summary, call.repeat, call.urgency.value,
+        call.answer_channel.value if call.answer_channel else None, call.informational,
+    ]
+    canonical = json.dumps(content, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
