@@ -2,7 +2,8 @@
 
 Field-level shape (types, lengths) is checked by the API's wire models; this module holds
 the rules of the domain, so they read the same whatever door a call comes through (the
-HTTP intake or an imported journal file).
+HTTP intake or an imported journal file). A door hands over a `NewCall`; its normalised
+form is what is stored, and what tells a repeat from a different call.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The appeal, its first history entry, the audit entry and the outbox rows that fo
 commit in one transaction: a call is either fully accepted or not at all. Calls taken at
 the same moment share that transaction (group commit): under load that is most of the
 difference in throughput. Repeats are recognised by hotline + journal id and by the
-Idempotency-Key, also under a race (the unique constraints decide, and the loser re-reads).
+Idempotency-Key, also under a race (the unique constraints decide, and the loser re-reads);
+a repeat is told from a different call by the hash of the normalised call.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class _Accepted:
 
 @dataclass(frozen=True, slots=True)
 class IntakeResult:
+    """The appeal as stored; `created` is False for a repeat (answered with the original)."""
+
     stored: repo.StoredAppeal
     created: bool
 
