@@ -2,8 +2,10 @@
 
 Each is built in one place from what the services return, and written with
 `model_dump(mode="json")`. Times are ISO 8601 with offset, in the hotline's own zone, as
-its operators read time. An appeal is written by `AppealOut` alone: the intake answer,
-the list, the single appeal and the delivery worklist all take their parts from it.
+its operators read time. An appeal is written in one place (`AppealOut`, which the single
+appeal extends); the intake answer and the delivery worklist reuse its parts (`RouteOut`,
+`ApplicantOut`, `ExternalRefOut`). The constructors take today's `StoredAppeal`, so a new
+source of these fields is re-pointed here and nowhere else.
 """
 
 from __future__ import annotations
