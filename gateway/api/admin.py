@@ -15,7 +15,7 @@ from gateway.api.auth import ROLE_KEY, requires
 from gateway.api.bodies import BAD_QUERY, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
-from gateway.api.wire import OutboxQuery
+from gateway.api.wire import MAX_ROW_ID, OutboxQuery
 from gateway.services.outbox_admin import NotDead
 from outbox.schema import State
 from outbox.store import MessageRecord
@@ -50,7 +50,9 @@ async def retry_outbox(request: web.Request) -> web.Response:
     try:
         message_id = int(request.match_info["id"])
     except ValueError:
-        raise ApiError(404, "not_found", "Нет такой записи / no such outbox row") from None
+        message_id = 0
+    if not 0 < message_id <= MAX_ROW_ID:
+        raise ApiError(404, "not_found", "Нет такой записи / no such outbox row")
     try:
         row = await services.outbox_admin.redrive(message_id, request[ROLE_KEY])
     except LookupError:

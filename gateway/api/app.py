@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -12,24 +13,41 @@ from aiohttp.typedefs import Handler
 from gateway.api import admin, calls, deliveries, health
 from gateway.api.auth import TOKENS_KEY, TokenBook
 from gateway.api.context import SERVICES_KEY, ApiServices
-from gateway.api.errors import ApiError, error_response
+from gateway.api.errors import ApiError, ClientDisconnected, error_response
 
 log = structlog.get_logger(__name__)
+
+# nginx's code for "the client closed the request": in the request log, not on the wire.
+CLIENT_CLOSED = 499
+MAX_REQUEST_ID = 64
+
+
+def _request_id(given: str | None) -> str:
+    """The caller's X-Request-Id when it is printable ASCII, else one of our own: it goes
+    into every log line and back in a response header."""
+    if given and given.isascii() and given.isprintable():
+        return given[:MAX_REQUEST_ID]
+    return uuid.uuid4().hex
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Binds a request id to every log line of the request; logs one line per request."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = _request_id(request.headers.get("X-Request-Id"))
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id[:64])
+    structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 500
     try:
         response = await _as_api_errors(request, handler)
         status = response.status
-        response.headers["X-Request-Id"] = request_id[:64]
+        response.headers["X-Request-Id"] = request_id
         return response
+    except asyncio.CancelledError:
+        if _client_gone(request):  # the server cancels a handler whose client hung up
+            log.info("http.client_disconnected")
+            status = CLIENT_CLOSED
+        raise
     finally:
         # The route pattern, not the path: paths may carry ids but never query strings.
         route = request.match_info.route.resource
@@ -48,6 +66,10 @@ async def _as_api_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except ClientDisconnected:
+        # Nobody will read the answer; the request log says 499, and no error is logged.
+        log.info("http.client_disconnected")
+        return web.Response(status=CLIENT_CLOSED)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SERVICES_KEY].max_body_bytes
         return error_response(413, "too_large",
@@ -62,6 +84,11 @@ async def _as_api_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, "internal",
                               "Внутренняя ошибка; сообщите администратору номер запроса "
                               "/ internal error; give the admin the X-Request-Id")
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def build_app(services: ApiServices, hashed_tokens: dict[str, str]) -> web.Application:

@@ -1,4 +1,8 @@
-"""Reading request bodies the way the contract says: 413 over the limit, 422 when not JSON."""
+"""Reading request bodies the way the contract says: 413 over the limit, 422 when not JSON.
+
+A body that cannot be decoded (a broken Content-Encoding) or that nests deeper than the
+parser goes is "not JSON" too; a client that hangs up mid-body is no server error.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.api.context import SERVICES_KEY
-from gateway.api.errors import ApiError
+from gateway.api.errors import ApiError, ClientDisconnected
 from gateway.api.wire import field_errors
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -20,13 +24,28 @@ async def read_json(request: web.Request) -> Any:
     limit = request.app[SERVICES_KEY].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError:
+        # Undecodable: nothing more is read from it, and the connection closes after the answer.
+        request.content.feed_eof()
+        error = _not_json("cannot be decoded as its Content-Encoding says")
+        error.close = True
+        raise error from None
+    except ConnectionResetError:
+        raise ClientDisconnected() from None
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(422, "malformed_json",
-                       "Тело запроса не является JSON в UTF-8 / the body is not UTF-8 JSON",
-                       {"body": type(exc).__name__}) from None
+        raise _not_json(type(exc).__name__) from None
+    except RecursionError:
+        raise _not_json("nested too deeply") from None
+
+
+def _not_json(why: str) -> ApiError:
+    return ApiError(422, "malformed_json",
+                    "Тело запроса не является JSON в UTF-8 / the body is not UTF-8 JSON",
+                    {"body": why})
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import tzinfo
-from typing import Any
+import uuid
 
 from aiohttp import web
 
@@ -11,15 +10,15 @@ from gateway.api.auth import ROLE_KEY, requires
 from gateway.api.bodies import BAD_QUERY, read_json_object, validated
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
-from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn, iso
+from gateway.api.views import AttemptOut, DeliveryOut, ReadyListOut, ReadyOut
+from gateway.api.wire import AttemptIn, DeliveriesQuery, DeliveryIn
 from gateway.domain.appeal import (
     AnswerNotReady,
-    Appeal,
     CallbacksExhausted,
     Delivery,
     DeliveryConflict,
 )
-from gateway.services.delivery_desk import DeliveryDesk
+from gateway.services.delivery_desk import DeliveryDesk, ImplausibleTime
 
 routes = web.RouteTableDef()
 
@@ -36,30 +35,28 @@ async def worklist(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     query = validated(DeliveriesQuery, dict(request.query), BAD_QUERY)
     ready = await _desk(services).ready(query.limit)
-    return json_response({"items": [
-        ready_item(a, services.zone_of(a.hotline)) for a in ready]})
+    return json_response(ReadyListOut(
+        items=[ReadyOut.of(a, services.zone_of(a.hotline)) for a in ready],
+    ).body())
 
 
-def ready_item(appeal: Appeal, zone: tzinfo) -> dict[str, Any]:
-    applicant = appeal.applicant
-    external = appeal.external
-    return {
-        "id": appeal.id,
-        "journal_id": appeal.journal_id,
-        "external": {"system": external.system if external else None,
-                     "id": external.id if external else None,
-                     "number": external.number if external else None},
-        "answer_text": appeal.answer_text,
-        "answer_ready_at": iso(appeal.answer_ready_at, zone),
-        "applicant": {"last_name": applicant.last_name, "first_name": applicant.first_name,
-                      "middle_name": applicant.middle_name, "phone": applicant.phone,
-                      "email": applicant.email, "postal_address": applicant.postal_address},
-        "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
-        "due_at": iso(appeal.feedback_due_at or appeal.due_at, zone),
-        "attempts": appeal.callback_attempts,
-        "next_attempt_at": iso(appeal.next_callback_at, zone),
-        "needs_supervisor": appeal.needs_supervisor,
-    }
+def _known(appeal_id: str) -> str:
+    if not _is_uuid(appeal_id):
+        raise ApiError(404, "not_found", "Обращение не найдено / no such call")
+    return appeal_id
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _implausible(exc: ImplausibleTime) -> ApiError:
+    refusal = exc.refusal
+    return ApiError(422, refusal.code, refusal.message, refusal.fields)
 
 
 @routes.post("/api/v1/calls/{id}/attempts")
@@ -68,12 +65,15 @@ async def record_attempt(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     attempt = validated(AttemptIn, await read_json_object(request),
                         "Попытка описана с ошибками / invalid attempt")
-    appeal_id = request.match_info["id"]
+    desk = _desk(services)
+    appeal_id = _known(request.match_info["id"])
     try:
-        result = await _desk(services).record_attempt(
+        result = await desk.record_attempt(
             appeal_id, attempt.outcome, attempt.at, actor=request[ROLE_KEY])
     except LookupError:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
+    except ImplausibleTime as exc:
+        raise _implausible(exc) from None
     except AnswerNotReady as exc:
         raise _not_ready(exc) from None
     except CallbacksExhausted as exc:
@@ -82,13 +82,7 @@ async def record_attempt(request: web.Request) -> web.Response:
                        f"/ {exc.attempts} failed tries already; the supervisor decides next",
                        ) from None
     zone = services.zone_of(result.appeal.hotline)
-    return json_response({
-        "id": appeal_id,
-        "attempts": result.attempts,
-        "next_attempt_at": iso(result.next_attempt_at, zone),
-        "next_attempt_by": iso(result.next_attempt_by, zone),
-        "needs_supervisor": result.needs_supervisor,
-    }, status=201)
+    return json_response(AttemptOut.of(appeal_id, result, zone).body(), status=201)
 
 
 @routes.post("/api/v1/calls/{id}/delivery")
@@ -97,15 +91,18 @@ async def confirm_delivery(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     delivery = validated(DeliveryIn, await read_json_object(request),
                          "Доставка описана с ошибками / invalid delivery")
-    appeal_id = request.match_info["id"]
+    desk = _desk(services)
+    appeal_id = _known(request.match_info["id"])
     try:
-        outcome = await _desk(services).deliver(
+        outcome = await desk.deliver(
             appeal_id,
             Delivery(delivery.channel, delivery.delivered_at or services.clock.now(),
                      delivery.by, "gateway"),
             actor=request[ROLE_KEY])
     except LookupError:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
+    except ImplausibleTime as exc:
+        raise _implausible(exc) from None
     except AnswerNotReady as exc:
         raise _not_ready(exc) from None
     except DeliveryConflict as exc:
@@ -115,13 +112,7 @@ async def confirm_delivery(request: web.Request) -> web.Response:
                        {"channel": f"already confirmed as {exc.recorded}"}) from None
     appeal = outcome.appeal
     zone = services.zone_of(appeal.hotline)
-    return json_response({
-        "id": appeal_id,
-        "status": appeal.status.value,
-        "channel": appeal.delivery_channel,
-        "delivered_at": iso(appeal.delivered_at, zone),
-        "result": outcome.result.value,
-    })
+    return json_response(DeliveryOut.of(appeal, outcome.result, zone).body())
 
 
 def _not_ready(exc: AnswerNotReady) -> ApiError:

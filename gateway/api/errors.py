@@ -19,9 +19,18 @@ class ApiError(Exception):
         self.message = message
         self.fields = fields or {}
         self.headers = headers or {}
+        self.close = False  # the connection cannot serve another request after this one
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.code, self.message, self.fields, self.headers)
+        response = error_response(self.status, self.code, self.message, self.fields,
+                                  self.headers)
+        if self.close:
+            response.force_close()
+        return response
+
+
+class ClientDisconnected(Exception):
+    """The client hung up before its request was read: nobody is left to answer."""
 
 
 def error_response(

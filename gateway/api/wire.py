@@ -1,17 +1,18 @@
-"""The JSON shapes of the gateway's own API (contracts/gateway-api.md), checked by pydantic.
+"""The JSON shapes the gateway's own API reads (contracts/gateway-api.md), checked by pydantic.
 
 Unknown fields are refused: a misspelt field would otherwise be silently dropped, and
-an operator's data would be lost without anyone noticing.
+an operator's data would be lost without anyone noticing. Invisible characters are taken
+out of every text before any check, and in what an operator fills in, a blank optional
+field is an absent one (the contract: "A blank string is absent").
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -19,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -29,6 +31,10 @@ from gateway.domain.appeal import (
     DeliveryChannel,
     Urgency,
 )
+from gateway.domain.intake import NewCall, without_invisible
+
+# Largest id a BIGINT column holds; a larger one in a path or query is no row of ours.
+MAX_ROW_ID = 2**63 - 1
 
 Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
@@ -37,8 +43,34 @@ Required128 = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 Required200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
+def _representable(value: datetime) -> datetime:
+    """Refuses times that cannot be stored or compared in UTC (year 1 at +14:00, year 9999
+    at -14:00); the value keeps its own offset."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_representable)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # What an operator fills in: a blank optional field is an absent one.
+    _blank_is_absent: ClassVar[bool] = False
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _visible_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = without_invisible(value)
+        if cls._blank_is_absent and not value.strip() and info.field_name is not None \
+                and cls.model_fields[info.field_name].default is None:
+            return None
+        return value
 
     @field_validator("*", mode="after")
     @classmethod
@@ -50,6 +82,8 @@ class _Strict(BaseModel):
 
 
 class ApplicantIn(_Strict):
+    _blank_is_absent = True
+
     last_name: Name = ""
     first_name: Name = ""
     middle_name: Name | None = None
@@ -71,9 +105,11 @@ class ApplicantIn(_Strict):
 class CallIn(_Strict):
     """POST /api/v1/calls."""
 
+    _blank_is_absent = True
+
     journal_id: Required128
     hotline: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    received_at: AwareDatetime
+    received_at: Moment
     operator: Required200
     applicant: ApplicantIn
     problem_address: Long | None = None
@@ -81,31 +117,49 @@ class CallIn(_Strict):
     summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
     repeat: bool = False
     urgency: Urgency = Urgency.CONTROL
-    # A hotline call: unless the operator says otherwise, the answer comes back by phone.
+    # Not said: the domain decides (by phone, unless the call is informational).
     answer_channel: AnswerChannel | None = None
     informational: bool = False
 
-    def effective_answer_channel(self) -> AnswerChannel | None:
-        if self.answer_channel is not None or self.informational:
-            return self.answer_channel
-        return AnswerChannel.PHONE
-
-    def content_hash(self) -> str:
-        """The same call typed twice hashes alike whatever the key order or spacing."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    def to_command(self) -> NewCall:
+        return NewCall(
+            journal_id=self.journal_id,
+            hotline=self.hotline,
+            received_at=self.received_at,
+            operator=self.operator,
+            applicant=self.applicant.to_domain(),
+            problem_address=self.problem_address,
+            topic=self.topic,
+            summary=self.summary,
+            repeat=self.repeat,
+            urgency=self.urgency,
+            answer_channel=self.answer_channel,
+            informational=self.informational,
+        )
 
 
 class AttemptIn(_Strict):
+    _blank_is_absent = True
+
     channel: Literal["phone"] = "phone"
     outcome: Literal["no_answer", "busy", "unreachable"]
-    at: AwareDatetime | None = None
+    at: Moment | None = None
 
 
 class DeliveryIn(_Strict):
+    _blank_is_absent = True
+
     channel: DeliveryChannel
-    delivered_at: AwareDatetime | None = None
+    delivered_at: Moment | None = None
     by: Required200 | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _a_person_knows_the_channel(cls, value: DeliveryChannel) -> DeliveryChannel:
+        # "unknown" is for target systems that report a delivery without saying how.
+        if value is DeliveryChannel.UNKNOWN:
+            raise ValueError("name the channel: phone, email, post or hand")
+        return value
 
 
 class ListQuery(_Strict):
@@ -113,7 +167,8 @@ class ListQuery(_Strict):
     updated_since: AwareDatetime | None = None
     overdue: bool | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
+    # The cursors this API gives out are about 110 characters long.
+    cursor: Annotated[str, StringConstraints(max_length=256)] | None = None
 
     @field_validator("updated_since")
     @classmethod
@@ -135,18 +190,11 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     return fields
 
 
-def iso(value: datetime | None, zone: tzinfo | None = None) -> str | None:
-    """ISO 8601 with offset; in the hotline's zone when given, as its operators read time."""
-    if value is None:
-        return None
-    return (value.astimezone(zone) if zone is not None else value).isoformat()
-
-
 class OutboxQuery(_Strict):
     state: Literal["pending", "leased", "done", "dead"] | None = None
     target: Annotated[str, StringConstraints(max_length=32)] | None = None
     limit: int = Field(default=100, ge=1, le=1000)
-    after_id: int | None = Field(default=None, ge=0)
+    after_id: int | None = Field(default=None, ge=0, le=MAX_ROW_ID)
 
 
 class DeliveriesQuery(_Strict):

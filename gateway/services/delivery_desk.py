@@ -14,7 +14,9 @@ import structlog
 
 from gateway.domain.appeal import Appeal, Delivery, DeliveryResult
 from gateway.domain.deadlines import CallbackAttempt, CallbackRule, next_callback_attempt
+from gateway.domain.intake import Refusal, later_time_refusal
 from gateway.domain.ports import Clock, WorkCalendar
+from gateway.errors import GatewayError
 from gateway.services.unit_of_work import Storage
 
 log = structlog.get_logger(__name__)
@@ -33,6 +35,20 @@ class AttemptResult:
 class DeliveryOutcome:
     appeal: Appeal
     result: DeliveryResult
+
+
+class ImplausibleTime(GatewayError):
+    """A reported time before the call or in the future: a typing error, refused."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+def _check_time(field: str, at: datetime, appeal: Appeal, now: datetime) -> None:
+    refusal = later_time_refusal(field, at, appeal.received_at, now)
+    if refusal is not None:
+        raise ImplausibleTime(refusal)
 
 
 class DeliveryDesk:
@@ -54,12 +70,14 @@ class DeliveryDesk:
     async def record_attempt(
         self, appeal_id: str, outcome: str, at: datetime | None, actor: str
     ) -> AttemptResult:
-        """Raises LookupError, AnswerNotReady or CallbacksExhausted."""
+        """Raises LookupError, ImplausibleTime, AnswerNotReady or CallbacksExhausted."""
         now = self._clock.now()
         async with self._storage.write() as uow:
             appeal = await uow.appeals.get(appeal_id)
             if appeal is None:
                 raise LookupError(appeal_id)
+            if at is not None:
+                _check_time("at", at, appeal, now)
             zone = self._zone_of(appeal.hotline)
 
             def plan_next(start: datetime, failed: Sequence[datetime]) -> CallbackAttempt | None:
@@ -78,12 +96,14 @@ class DeliveryDesk:
         )
 
     async def deliver(self, appeal_id: str, delivery: Delivery, actor: str) -> DeliveryOutcome:
-        """Raises LookupError, AnswerNotReady or DeliveryConflict."""
+        """Raises LookupError, ImplausibleTime, AnswerNotReady or DeliveryConflict."""
         now = self._clock.now()
         async with self._storage.write() as uow:
             appeal = await uow.appeals.get(appeal_id)
             if appeal is None:
                 raise LookupError(appeal_id)
+            if delivery.source == "gateway":  # reported by a person, not by a system
+                _check_time("delivered_at", delivery.delivered_at, appeal, now)
             result = appeal.deliver(delivery, now, actor=actor)
         log.info("delivery.recorded", appeal_id=appeal_id, channel=delivery.channel.value,
                  source=delivery.source, result=result.value)

@@ -4,7 +4,8 @@ The appeal, its first history entry, the audit entry and the outbox rows that fo
 commit in one transaction: a call is either fully accepted or not at all. Calls taken at
 the same moment share that transaction (group commit): under load that is most of the
 difference in throughput. Repeats are recognised by hotline + journal id and by the
-Idempotency-Key, also under a race (the unique constraints decide, and the loser re-reads).
+Idempotency-Key, also under a race (the unique constraints decide, and the loser re-reads);
+a repeat is told from a different call by the hash of the normalised call.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from datetime import datetime
 
 import structlog
 
-from gateway.api.wire import CallIn
 from gateway.domain.appeal import Appeal, AppealStatus
 from gateway.domain.intake import (
+    NewCall,
     Refusal,
     anonymity_refusal,
+    content_hash,
+    email_refusal,
+    normalised,
     received_at_refusal,
     registered_late,
-    with_normalised_phone,
 )
 from gateway.domain.ports import Clock
 from gateway.domain.route import TargetSystem
@@ -53,6 +56,8 @@ class CallConflict(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class IntakeResult:
+    """The appeal as stored; `created` is False for a repeat (answered with the original)."""
+
     appeal: Appeal
     created: bool
 
@@ -77,13 +82,14 @@ class IntakeService:
         await self._writes.aclose()
 
     async def _store(self, batch: Sequence[NewAppeal]) -> list[BaseException | None]:
-        """Calls taken at the same moment commit together; a repeat among them (a unique
-        constraint refusing the batch) sends each back alone, to learn which one it was."""
+        """Calls taken at the same moment commit together; when the batch fails (a repeat
+        refused by a unique constraint, or any call the database will not take) each goes
+        again alone, so only the one at fault fails."""
         try:
             async with self._storage.write() as uow:
                 _add(uow, batch)
             return [None] * len(batch)
-        except AlreadyStored as exc:
+        except Exception as exc:  # noqa: BLE001 - whichever member sank it, find it
             if len(batch) == 1:
                 return [exc]
         outcomes: list[BaseException | None] = []
@@ -92,20 +98,21 @@ class IntakeService:
                 async with self._storage.write() as uow:
                     _add(uow, [new])
                 outcomes.append(None)
-            except AlreadyStored as exc:
+            except Exception as exc:  # noqa: BLE001 - this one's own failure, for its caller
                 outcomes.append(exc)
         return outcomes
 
-    async def accept(self, call: CallIn, idempotency_key: str | None, actor: str) -> IntakeResult:
-        content_hash = call.content_hash()
+    async def accept(self, call: NewCall, idempotency_key: str | None, actor: str) -> IntakeResult:
         now = self._clock.now()
+        call, phone_refusal = normalised(call, self._known_topic(call.topic))
+        fingerprint = content_hash(call)
         # Most calls are new: write first and let the unique constraints find repeats.
         try:
-            appeal = self._build(call, now)
+            appeal = self._build(call, phone_refusal, now)
         except CallRefused:
             # A repeat is answered from what is stored even if a rule now refuses it:
             # the call was valid when first taken; configuration may have changed since.
-            repeat = await self._find_repeat(call, idempotency_key, content_hash)
+            repeat = await self._find_repeat(call, idempotency_key, fingerprint)
             if repeat is None:
                 raise
             return IntakeResult(repeat, created=False)
@@ -116,10 +123,10 @@ class IntakeService:
         appeal.request_due_at = planned.request_due_at
         appeal.accepted(now, actor, registered_late=registered_late(appeal.received_at, now))
         try:
-            await self._writes.submit(NewAppeal(appeal, content_hash, idempotency_key))
+            await self._writes.submit(NewAppeal(appeal, fingerprint, idempotency_key))
         except AlreadyStored:
             # The same journal entry or key is stored already: a repeat, or a conflict.
-            repeat = await self._find_repeat(call, idempotency_key, content_hash)
+            repeat = await self._find_repeat(call, idempotency_key, fingerprint)
             if repeat is None:
                 raise
             return IntakeResult(repeat, created=False)
@@ -128,12 +135,20 @@ class IntakeService:
         return IntakeResult(appeal, created=True)
 
     async def _find_repeat(
-        self, call: CallIn, key: str | None, content_hash: str
+        self, call: NewCall, key: str | None, fingerprint: str
     ) -> Appeal | None:
         async with self._storage.read() as uow:
-            return await _repeat_of(uow, call, key, content_hash)
+            return await _repeat_of(uow, call, key, fingerprint)
 
-    def _build(self, call: CallIn, now: datetime) -> Appeal:
+    def _known_topic(self, typed: str) -> str | None:
+        """The dictionary's own spelling of the topic; None when it is not in the dictionary."""
+        try:
+            return self._routes.canonical_topic(typed)
+        except UnknownTopic:
+            return None
+
+    def _build(self, call: NewCall, phone_refusal: Refusal | None, now: datetime) -> Appeal:
+        """The appeal from a normalised call, or CallRefused by the first rule it breaks."""
         if call.hotline not in self._hotlines:
             raise CallRefused(Refusal(
                 "validation",
@@ -143,16 +158,16 @@ class IntakeService:
         refusal = received_at_refusal(call.received_at, now)
         if refusal:
             raise CallRefused(refusal)
-        applicant, refusal = with_normalised_phone(call.applicant.to_domain())
+        if phone_refusal:
+            raise CallRefused(phone_refusal)
+        refusal = anonymity_refusal(call.applicant, call.answer_channel, call.informational)
         if refusal:
             raise CallRefused(refusal)
-        channel = call.effective_answer_channel()
-        refusal = anonymity_refusal(applicant, channel, call.informational)
+        refusal = email_refusal(call.applicant)
         if refusal:
             raise CallRefused(refusal)
         try:
             route = self._routes.route(call.topic, call.hotline, call.informational)
-            topic = self._routes.canonical_topic(call.topic)
         except UnknownTopic:
             raise CallRefused(Refusal(
                 "unknown_topic",
@@ -168,13 +183,13 @@ class IntakeService:
             journal_id=call.journal_id,
             received_at=call.received_at,
             operator=call.operator,
-            applicant=applicant,
+            applicant=call.applicant,
             problem_address=call.problem_address,
-            topic=topic,
+            topic=call.topic,
             summary=call.summary,
             repeat=call.repeat,
             urgency=call.urgency,
-            answer_channel=channel,
+            answer_channel=call.answer_channel,
             informational=call.informational,
             status=status,
             route=route,
@@ -188,13 +203,13 @@ def _add(uow: UnitOfWork, batch: Sequence[NewAppeal]) -> None:
 
 
 async def _repeat_of(
-    uow: UnitOfWork, call: CallIn, key: str | None, content_hash: str
+    uow: UnitOfWork, call: NewCall, key: str | None, fingerprint: str
 ) -> Appeal | None:
     found = await uow.appeals.known_calls(call.hotline, call.journal_id, key)
     if not found:
         return None
     for known in found:
         same_entry = (known.hotline, known.journal_id) == (call.hotline, call.journal_id)
-        if known.content_hash != content_hash:
+        if known.content_hash != fingerprint:
             raise CallConflict(known.appeal_id, "journal_id" if same_entry else "Idempotency-Key")
     return await uow.appeals.get(found[0].appeal_id)

@@ -6,6 +6,9 @@ Under load most of a call's cost was those trips, not SQL. A `Batcher` lets requ
 arrive while a batch is being written wait and go together in the next one: one
 transaction and multi-row statements for many calls. Nothing waits for a timer: the
 first request of a quiet moment is written at once, alone.
+
+One item must not sink the others: when a batch fails, its items go again one by one,
+so only the item at fault fails. A flush is therefore all or nothing (one transaction).
 """
 
 from __future__ import annotations
@@ -86,16 +89,7 @@ class Batcher(Generic[Item, Result]):
             self._writer = None
 
     async def _write(self, batch: list[_Waiting[Item, Result]]) -> None:
-        outcomes: Sequence[Result | BaseException]
-        try:
-            outcomes = await self._flush([w.item for w in batch])
-            if len(outcomes) != len(batch):
-                raise RuntimeError(f"{self._name}: {len(outcomes)} outcomes for "
-                                   f"{len(batch)} items")
-        except Exception as exc:  # noqa: BLE001 - the batch failed: each submitter gets why
-            log.warning("batch.failed", batch=self._name, size=len(batch),
-                        error=type(exc).__name__)
-            outcomes = [exc] * len(batch)
+        outcomes = await self._outcomes([w.item for w in batch])
         for waiting, outcome in zip(batch, outcomes, strict=True):
             if waiting.done.done():
                 continue
@@ -103,3 +97,21 @@ class Batcher(Generic[Item, Result]):
                 waiting.done.set_exception(outcome)
             else:
                 waiting.done.set_result(outcome)
+
+    async def _outcomes(self, items: Sequence[Item]) -> list[Result | BaseException]:
+        """Each item's outcome; a failed batch is split into items flushed one by one."""
+        try:
+            outcomes = list(await self._flush(items))
+            if len(outcomes) != len(items):
+                raise RuntimeError(f"{self._name}: {len(outcomes)} outcomes for "
+                                   f"{len(items)} items")
+            return outcomes
+        except Exception as exc:  # noqa: BLE001 - the flush failed: find whose fault it was
+            log.warning("batch.failed", batch=self._name, size=len(items),
+                        error=type(exc).__name__)
+            if len(items) == 1:
+                return [exc]
+        alone: list[Result | BaseException] = []
+        for item in items:
+            alone.extend(await self._outcomes([item]))
+        return alone

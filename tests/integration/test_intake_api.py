@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import io
 import json
 import re
 import uuid
+import zlib
 from datetime import datetime
 from typing import Any
 
 import pytest
 
+from config.settings import Settings
 from tests.conftest import (
     ADMIN,
     DELIVERY,
@@ -21,6 +25,7 @@ from tests.conftest import (
     StartApi,
     valid_call,
 )
+from tests.integration import raw_http
 
 CALLS = "/api/v1/calls"
 OFFSET = re.compile(r"[+-]\d\d:\d\d$")
@@ -681,3 +686,261 @@ async def test_status_reports_counts_and_no_personal_data(api: RunningApi) -> No
                 call["journal_id"], call["operator"]]
     for value in personal:
         assert value not in text, value
+
+
+# --- repeats spelt differently (issue 12) --------------------------------------------------
+
+
+def _spelt_differently(change: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same call twice: first as valid_call() has it, then spelt another way."""
+    first, again = valid_call(), valid_call()
+    if change == "phone":
+        again["applicant"]["phone"] = "+7 (917) 555-12-34"
+    elif change == "default answer channel":
+        del first["answer_channel"]  # not said: by phone
+    elif change == "UTC offset":
+        again["received_at"] = "2026-11-23T06:15:00Z"
+    elif change == "topic case":
+        again["topic"] = "  ОТОПЛЕНИЕ "
+    elif change == "email case":
+        again["applicant"]["email"] = "Vsevolod.Pryanikov@EXAMPLE.ru"
+    return first, again
+
+
+@pytest.mark.parametrize(
+    "change", ["phone", "default answer channel", "UTC offset", "topic case", "email case"])
+async def test_a_repeat_spelt_differently_is_the_same_call(api: RunningApi, change: str) -> None:
+    first_call, again_call = _spelt_differently(change)
+    first_status, first = await post(api, first_call)
+
+    status, again = await post(api, again_call)
+
+    assert (first_status, status) == (201, 200)
+    assert again == first
+    assert await api.appeal_count() == 1
+    assert await api.outbox_count() == 1
+
+
+async def test_a_repeat_under_the_same_key_spelt_differently_is_the_same_call(
+    api: RunningApi,
+) -> None:
+    key = {"Idempotency-Key": "op-7-call-1"}
+    _, first = await post(api, valid_call(), key)
+    again_call = valid_call(received_at="2026-11-23T07:15:00+01:00", topic="отопление")
+    again_call["applicant"]["phone"] = "+79175551234"
+
+    status, again = await post(api, again_call, key)
+
+    assert status == 200
+    assert again == first
+
+
+# --- what reaches the edge: headers, bodies, encodings (issue 12) ---------------------------
+
+
+def _server(api: RunningApi) -> tuple[str, int]:
+    server = api.client.server
+    assert server.port is not None
+    return str(server.host), server.port
+
+
+async def test_an_idempotency_key_that_is_not_utf8_is_refused_by_name(api: RunningApi) -> None:
+    data = raw_http.request_bytes(
+        "POST", CALLS,
+        {"Authorization": b"Bearer op", "Content-Type": b"application/json",
+         "Idempotency-Key": b"op-7-\xff\xfe-call"},
+        json.dumps(valid_call()).encode())
+
+    status, body = await raw_http.exchange(*_server(api), data)
+
+    assert status == 422
+    assert "Idempotency-Key" in assert_error(raw_http.json_body(body), "validation")
+    assert await api.appeal_count() == 0
+
+
+async def test_calls_sent_beside_a_bad_key_are_each_stored(api: RunningApi) -> None:
+    bad = raw_http.request_bytes(
+        "POST", CALLS,
+        {"Authorization": b"Bearer op", "Content-Type": b"application/json",
+         "Idempotency-Key": b"\xc3\x28"},
+        json.dumps(valid_call(journal_id="KRS-2026-200000")).encode())
+
+    results = await asyncio.gather(
+        raw_http.exchange(*_server(api), bad),
+        *(post(api, valid_call(journal_id=f"KRS-2026-2{n:05d}")) for n in range(1, 9)))
+
+    assert results[0][0] == 422
+    assert [status for status, _ in results[1:]] == [201] * 8
+    assert await api.appeal_count() == 8
+
+
+async def test_one_call_the_database_refuses_does_not_sink_the_calls_taken_with_it(
+    api: RunningApi,
+) -> None:
+    """Calls taken at once share a transaction; a call no door should have let through
+    (here a lone surrogate, which no database encodes) fails alone."""
+    from gateway.api.wire import CallIn
+
+    calls = [CallIn.model_validate(valid_call(journal_id=f"KRS-2026-3{n:05d}")).to_command()
+             for n in range(8)]
+    poisoned = dataclasses.replace(calls[3], summary="нет отопления \udc80")
+    calls[3] = poisoned
+
+    results = await asyncio.gather(
+        *(api.gateway.intake.accept(call, None, actor="operator") for call in calls),
+        return_exceptions=True)
+
+    assert isinstance(results[3], Exception)
+    accepted = [r for n, r in enumerate(results) if n != 3]
+    assert all(not isinstance(r, BaseException) and r.created for r in accepted), accepted
+    assert await api.appeal_count() == 7
+    assert await api.outbox_count() == 7
+
+
+async def test_json_nested_too_deeply_is_refused_as_malformed(api: RunningApi) -> None:
+    for raw in (b"[" * 1500 + b"]" * 1500,
+                b'{"summary": ' + b"[" * 1500 + b"]" * 1500 + b"}",
+                b'{"a":' * 1500 + b"1" + b"}" * 1500):
+        status, body = await post_raw(api, raw)
+
+        assert status == 422
+        assert_error(body, "malformed_json")
+
+
+async def test_a_cursor_of_nested_arrays_is_refused(api: RunningApi) -> None:
+    for depth in (1500, 100):
+        cursor = base64.urlsafe_b64encode(
+            b"[" * depth + b"]" * depth).decode().rstrip("=")
+
+        status, body = await get(api, f"{CALLS}?cursor={cursor}")
+
+        assert status == 422, depth
+        assert "cursor" in assert_error(body, "validation")
+
+
+async def test_a_body_that_is_not_the_deflate_it_claims_is_refused(api: RunningApi) -> None:
+    for encoding in ("deflate", "gzip"):
+        status, body = await post_raw(api, b"not compressed at all",
+                                      {"Content-Encoding": encoding})
+
+        assert status == 422, encoding
+        assert "body" in assert_error(body, "malformed_json")
+    assert await api.appeal_count() == 0
+
+
+async def test_a_deflated_call_is_accepted(api: RunningApi) -> None:
+    raw = zlib.compress(json.dumps(valid_call()).encode())
+
+    status, _ = await post_raw(api, raw, {"Content-Encoding": "deflate"})
+
+    assert status == 201
+
+
+async def test_outbox_ids_beyond_the_database_range_are_not_found(api: RunningApi) -> None:
+    for message_id in (2**63, 2**64 + 1, 10**30):
+        response = await api.client.post(f"/api/v1/outbox/{message_id}/retry", headers=ADMIN)
+
+        assert response.status == 404, message_id
+        assert_error(await response.json(), "not_found")
+    status, body = await get(api, f"/api/v1/outbox?after_id={2**63}", headers=ADMIN)
+    assert status == 422
+    assert "after_id" in assert_error(body, "validation")
+
+
+async def test_a_request_id_that_is_not_printable_ascii_is_replaced(api: RunningApi) -> None:
+    for given in (b"req-\xff", "req-й".encode()):
+        data = raw_http.request_bytes("GET", "/healthz", {"X-Request-Id": given}, b"")
+
+        status, head = await raw_http.exchange_head(*_server(api), data)
+
+        assert status == 200
+        assert re.search(rb"\r\nX-Request-Id: [0-9a-f]{32}\r\n", head), head
+    response = await api.client.get("/healthz", headers={"X-Request-Id": "req-7"})
+    assert response.headers["X-Request-Id"] == "req-7"
+
+
+@pytest.mark.parametrize("cancel_handlers", [True, False])
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    database_url: str, restore_logging: None, cancel_handlers: bool,
+) -> None:
+    """Servers may cancel the handler (aiohttp's test server does) or let its read fail."""
+    from aiohttp import web
+
+    from gateway.bootstrap import bootstrap
+    from gateway.clock import ManualClock
+    from gateway.logs import configure_logging
+    from tests.conftest import API_TOKENS, FIXED_NOW
+
+    captured = io.StringIO()
+    configure_logging("debug", stream=captured)
+    gateway = bootstrap(Settings(database_url=database_url, api_tokens=API_TOKENS),
+                        clock=ManualClock(FIXED_NOW))
+    runner = web.AppRunner(gateway.app, access_log=None, handle_signals=False,
+                           handler_cancellation=cancel_handlers)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        body = json.dumps(valid_call()).encode()
+        data = raw_http.request_bytes(
+            "POST", CALLS, {"Authorization": b"Bearer op", "Content-Type": b"application/json"},
+            body[:40], content_length=len(body))
+
+        await raw_http.hang_up_mid_body("127.0.0.1", port, data)
+        lines = await _log_lines_until(captured, "http.request")
+    finally:
+        await runner.cleanup()
+        await gateway.close()
+
+    request = next(line for line in lines if line["event"] == "http.request")
+    assert request["status"] == 499
+    assert any(line["event"] == "http.client_disconnected" for line in lines)
+    assert [line for line in lines if line["level"] in ("error", "critical")] == []
+
+
+async def _log_lines_until(captured: io.StringIO, event: str) -> list[dict[str, Any]]:
+    """The log so far, once a line with `event` is in it (the server logs it after the
+    client is gone, on its own schedule)."""
+    for _ in range(500):
+        lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+        if any(line["event"] == event for line in lines):
+            return lines
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{event} was never logged")
+
+
+# --- invisible and blank text (issue 12) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\ufeff", "\u200d\u200c", " \u2060 ", "   "])
+async def test_a_name_of_invisible_characters_is_anonymous(api: RunningApi, name: str) -> None:
+    call = valid_call()
+    call["applicant"]["last_name"] = name
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant.last_name" in assert_error(body, "anonymous")
+    assert await api.appeal_count() == 0
+
+
+async def test_a_blank_contact_is_absent(api: RunningApi) -> None:
+    call = valid_call(answer_channel="email")
+    call["applicant"]["email"] = "  "
+
+    status, body = await post(api, call)
+
+    assert status == 422
+    assert "applicant.email" in assert_error(body, "anonymous")
+
+
+async def test_invisible_characters_are_not_stored(api: RunningApi) -> None:
+    call = valid_call()
+    call["applicant"]["last_name"] = "\u200bПряников\ufeff"
+
+    _, created = await post(api, call)
+    status, stored = await get(api, f"{CALLS}/{created['id']}")
+
+    assert status == 200
+    assert stored["applicant"]["last_name"] == "Пряников"

@@ -61,14 +61,33 @@ async def test_each_waiter_gets_its_own_outcome() -> None:
     assert isinstance(results[1], ValueError) and isinstance(results[3], ValueError)
 
 
-async def test_a_failed_batch_fails_every_waiter_in_it_and_the_next_batch_still_runs() -> None:
+async def test_a_failed_batch_fails_only_the_item_that_sank_it() -> None:
+    recorder = Recorder()
+    batcher: Batcher[int | str, str] = Batcher(recorder.flush)
+    recorder.gate.clear()
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0)  # the writer takes 0 and waits on the gate: the rest go together
+    together = [asyncio.create_task(batcher.submit(item)) for item in (2, "boom", 4)]
+    await asyncio.sleep(0)
+
+    recorder.gate.set()
+    results = await asyncio.gather(first, *together, return_exceptions=True)
+
+    assert results[:2] == ["ok 0", "ok 2"] and results[3] == "ok 4"
+    assert isinstance(results[2], RuntimeError)
+    assert recorder.batches == [[0], [2, "boom", 4], [2], ["boom"], [4]]
+
+
+async def test_each_item_of_a_failed_batch_keeps_its_own_outcome() -> None:
     recorder = Recorder()
     batcher: Batcher[int | str, str] = Batcher(recorder.flush)
 
     results = await asyncio.gather(batcher.submit("boom"), batcher.submit(2),
-                                   return_exceptions=True)
+                                   batcher.submit(3), return_exceptions=True)
 
-    assert all(isinstance(r, RuntimeError) for r in results)
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] == "ok 2"
+    assert isinstance(results[2], ValueError)  # its own failure, not the batch's
     assert await batcher.submit(4) == "ok 4"
 
 

@@ -17,11 +17,16 @@ from gateway.domain.appeal import (
 )
 from gateway.domain.intake import (
     InvalidPhone,
+    NewCall,
     anonymity_refusal,
+    content_hash,
+    later_time_refusal,
     normalise_phone,
+    normalised,
     received_at_refusal,
     registered_late,
     with_normalised_phone,
+    without_invisible,
 )
 from gateway.domain.mailbox import NotSendable, smtp_mailbox
 from gateway.domain.route import Route
@@ -235,6 +240,155 @@ def test_lateness_is_judged_across_time_zones() -> None:
 
     assert not registered_late(received, datetime(2026, 11, 23, 7, 0, tzinfo=UTC))
     assert registered_late(received, datetime(2026, 11, 23, 7, 16, tzinfo=UTC))
+
+
+# --- invisible characters and blanks (the contract: "A blank string is absent") ---------
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\ufeff", "\u200c\u200d", "\u2060 \u00ad", " ", ""])
+def test_a_name_of_invisible_characters_is_no_name(name: str) -> None:
+    refusal = anonymity_refusal(applicant(last_name=name), AnswerChannel.PHONE, False)
+
+    assert refusal is not None
+    assert refusal.code == "anonymous"
+    assert set(refusal.fields) == {"applicant.last_name"}
+
+
+def test_a_contact_of_invisible_characters_is_no_contact() -> None:
+    refusal = anonymity_refusal(applicant(email="\u200b\ufeff"), AnswerChannel.EMAIL, False)
+
+    assert refusal is not None
+    assert set(refusal.fields) == {"applicant.email"}
+
+
+def test_invisible_characters_are_taken_out_and_visible_ones_kept() -> None:
+    assert without_invisible("\ufeffПря\u200bников\u200d") == "Пряников"
+    assert without_invisible("Иванова А.А. — 122") == "Иванова А.А. — 122"
+    assert without_invisible("plain ascii") == "plain ascii"
+
+
+# --- repeats: the same call, spelt another way ---------------------------------------------
+
+MOSCOW = timezone(timedelta(hours=3))
+
+
+def new_call(**fields: object) -> NewCall:
+    values: dict[str, object] = {
+        "journal_id": "KRS-2026-000123",
+        "hotline": "122",
+        "received_at": datetime(2026, 11, 23, 9, 15, tzinfo=MOSCOW),
+        "operator": "Иванова А.А.",
+        "applicant": applicant(phone="8 917 555-12-34"),
+        "problem_address": "г. Ульяновск, ул. Гончарова, 38",
+        "topic": "Отопление",
+        "summary": "В квартире нет отопления третий день",
+        "urgency": Urgency.URGENT,
+        "answer_channel": AnswerChannel.PHONE,
+    }
+    values.update(fields)
+    return NewCall(**values)  # type: ignore[arg-type]
+
+
+def fingerprint(call: NewCall, topic: str | None = "Отопление") -> str:
+    return content_hash(normalised(call, topic)[0])
+
+
+@pytest.mark.parametrize("again", [
+    new_call(applicant=applicant(phone="+79175551234")),
+    new_call(applicant=applicant(phone="8 917 555-12-34",
+                                 email="V.Pryanikov@EXAMPLE.ru")),
+    new_call(received_at=datetime(2026, 11, 23, 6, 15, tzinfo=UTC)),
+    new_call(received_at=datetime(2026, 11, 23, 8, 15, tzinfo=timezone(timedelta(hours=2)))),
+    new_call(answer_channel=None),  # not said: by phone, as the first time said it
+], ids=["phone", "email case", "UTC", "another offset", "default channel"])
+def test_a_repeat_spelt_differently_has_the_same_content_hash(again: NewCall) -> None:
+    assert fingerprint(again) == fingerprint(new_call())
+
+
+def test_a_topic_in_another_case_hashes_alike_once_the_dictionary_spells_it() -> None:
+    assert fingerprint(new_call(topic="отопление")) == fingerprint(new_call())
+
+
+@pytest.mark.parametrize("other", [
+    new_call(summary="Течёт крыша"),
+    new_call(received_at=datetime(2026, 11, 23, 9, 16, tzinfo=MOSCOW)),
+    new_call(answer_channel=AnswerChannel.EMAIL),
+    new_call(applicant=applicant(phone="+79175551235")),
+    new_call(urgency=Urgency.CONTROL),
+], ids=["summary", "minute", "channel", "phone", "urgency"])
+def test_a_different_call_has_another_content_hash(other: NewCall) -> None:
+    assert fingerprint(other) != fingerprint(new_call())
+
+
+def test_the_content_hash_of_a_time_at_the_edge_of_the_calendar_does_not_overflow() -> None:
+    edge = new_call(received_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))))
+
+    assert len(fingerprint(edge)) == 64
+
+
+def test_normalising_keeps_an_invalid_phone_as_typed_with_its_refusal() -> None:
+    call, refusal = normalised(new_call(applicant=applicant(phone="12-34")))
+
+    assert call.applicant.phone == "12-34"
+    assert refusal is not None and "applicant.phone" in refusal.fields
+
+
+def test_normalising_gives_the_stored_spelling() -> None:
+    call, refusal = normalised(
+        new_call(applicant=applicant(email="A@B.RU"), answer_channel=None, topic="отопление"),
+        "Отопление")
+
+    assert refusal is None
+    assert call.applicant.phone == "+79175551234"
+    assert call.applicant.email == "a@b.ru"
+    assert call.answer_channel is AnswerChannel.PHONE
+    assert call.topic == "Отопление"
+
+
+def test_an_informational_call_keeps_no_answer_channel() -> None:
+    assert new_call(answer_channel=None, informational=True).effective_answer_channel() is None
+
+
+# --- times reported after the call: callback tries, deliveries -----------------------------
+
+RECEIVED = NOW - timedelta(hours=2)
+
+
+def test_a_time_between_the_call_and_now_is_accepted() -> None:
+    assert later_time_refusal("at", NOW - timedelta(hours=1), RECEIVED, NOW) is None
+    assert later_time_refusal("at", RECEIVED, RECEIVED, NOW) is None
+
+
+def test_a_time_a_little_ahead_of_the_clock_is_accepted_as_clock_drift() -> None:
+    assert later_time_refusal("delivered_at", NOW + timedelta(minutes=4), RECEIVED, NOW) is None
+
+
+@pytest.mark.parametrize("at", [
+    NOW + timedelta(minutes=6), datetime(2100, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))),
+])
+def test_a_time_in_the_future_is_refused_by_field(at: datetime) -> None:
+    refusal = later_time_refusal("delivered_at", at, RECEIVED, NOW)
+
+    assert refusal is not None
+    assert set(refusal.fields) == {"delivered_at"}
+
+
+@pytest.mark.parametrize("at", [
+    RECEIVED - timedelta(seconds=1), datetime(1990, 1, 1, tzinfo=UTC),
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+])
+def test_a_time_before_the_call_is_refused_by_field(at: datetime) -> None:
+    refusal = later_time_refusal("at", at, RECEIVED, NOW)
+
+    assert refusal is not None
+    assert set(refusal.fields) == {"at"}
+
+
+def test_a_reported_time_without_offset_is_refused() -> None:
+    refusal = later_time_refusal("at", NOW.replace(tzinfo=None), RECEIVED, NOW)
+
+    assert refusal is not None and "at" in refusal.fields
 
 
 # --- appeal statuses ---------------------------------------------------------------------
