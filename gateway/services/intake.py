@@ -91,7 +91,8 @@ class IntakeService:
                 async with self._storage.write() as uow:
                     _add(uow, [new])
                 outcomes.append(None)
-            except AlreadyStored as exc:
+            # Each call's own outcome: one failing must not report the stored ones failed.
+            except Exception as exc:  # noqa: BLE001 - handed to that call's submitter
                 outcomes.append(exc)
         return outcomes
 
