@@ -1,8 +1,11 @@
 """In-memory stand-ins for the storage ports: fast service-layer tests without a database.
 
-`FakeStorage` hands out units of work over one dict of appeals. A commit keeps what the
-real one would write (history, deliveries, audit entries, outbox messages) in lists the
-tests read; a unit of work left by an exception keeps nothing.
+`FakeStorage` hands out units of work over one dict of appeals. It keeps what the SQL
+implementation promises and the services rely on: each unit of work works on its own
+copies (an identity map), a bulk load comes without history and deliveries, the
+pollers' cursors and every row an appeal's events cause are written at commit and only
+then, a repeated journal entry or Idempotency-Key refuses the whole commit (also within
+one batch), and a unit of work left by an exception keeps nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 
 from gateway.domain.appeal import Appeal, AppealStatus, DeliveryRecord, StatusChange
+from gateway.domain.ports import Clock
 from gateway.domain.status import UNANSWERED, UNDELIVERED
 from gateway.services.unit_of_work import (
     AlreadyStored,
@@ -33,8 +37,10 @@ class FakeAppeals:
         self._storage = storage
         self._seen: dict[str, Appeal] = {}
         self._added: list[NewAppeal] = []
+        self._with_related: set[str] = set()
 
     def _loaded(self, appeal_id: str) -> Appeal | None:
+        """As a row is read: once per unit of work, without history and deliveries."""
         if appeal_id not in self._seen:
             stored = self._storage.appeals.get(appeal_id)
             if stored is None:
@@ -46,6 +52,7 @@ class FakeAppeals:
     def add(self, new: NewAppeal) -> None:
         self._added.append(new)
         self._seen[new.appeal.id] = new.appeal
+        self._with_related.add(new.appeal.id)
 
     def seen(self) -> Sequence[Appeal]:
         return list(self._seen.values())
@@ -54,7 +61,18 @@ class FakeAppeals:
         return list(self._added)
 
     async def get(self, appeal_id: str) -> Appeal | None:
-        return self._loaded(appeal_id)
+        appeal = self._loaded(appeal_id)
+        if appeal is None:
+            return None
+        if appeal_id not in self._with_related:
+            # Like the SQL repository: what is stored, then what this unit of work added.
+            storage = self._storage
+            appeal.history = tuple(
+                c for i, c in storage.history if i == appeal_id) + appeal.history
+            appeal.deliveries = tuple(
+                d for i, d, _ in storage.deliveries if i == appeal_id) + appeal.deliveries
+            self._with_related.add(appeal_id)
+        return appeal
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, Appeal]:
         found = {i: self._loaded(i) for i in ids}
@@ -75,7 +93,8 @@ class FakeAppeals:
         suffix = number.rsplit("-", 1)[-1]
         return [a.id for a in self._storage.appeals.values()
                 if a.external is not None and a.external.system == system
-                and suffix in (a.external.id, (a.external.number or "").rsplit("-", 1)[-1])][:2]
+                and (number in (a.external.number, a.external.id) or a.external.id == suffix
+                     or (a.external.number or "").endswith(f"-{suffix}"))][:2]
 
     async def known_calls(self, hotline: str, journal_id: str,
                           idempotency_key: str | None) -> list[KnownCall]:
@@ -86,22 +105,28 @@ class FakeAppeals:
                     and self._storage.keys.get(a.id) == idempotency_key)]
 
     async def ids_to_mark_overdue(self, now: datetime, limit: int) -> list[str]:
-        return [a.id for a in self._storage.appeals.values()
-                if not a.overdue and a.due_at is not None and a.due_at < now
-                and a.status in UNDELIVERED][:limit]
+        found = [a for a in self._storage.appeals.values()
+                 if not a.overdue and a.due_at is not None and a.due_at < now
+                 and a.status in UNDELIVERED]
+        return [a.id for a in sorted(found, key=_due)][:limit]
 
     async def ids_to_remind(self, now: datetime, lead: timedelta, limit: int) -> list[str]:
-        return [a.id for a in self._storage.appeals.values()
-                if a.interim_reminded_at is None and a.due_at is not None
-                and a.due_at < now + lead and a.status in UNANSWERED][:limit]
+        found = [a for a in self._storage.appeals.values()
+                 if a.interim_reminded_at is None and a.due_at is not None
+                 and a.due_at < now + lead and a.status in UNANSWERED]
+        return [a.id for a in sorted(found, key=_due)][:limit]
 
     async def ready_for_delivery(self, limit: int) -> list[Appeal]:
-        ids = [a.id for a in self._storage.appeals.values()
-               if a.status is AppealStatus.ANSWER_READY][:limit]
-        return list((await self.get_many(ids)).values())
+        ready = [a for a in self._storage.appeals.values()
+                 if a.status is AppealStatus.ANSWER_READY]
+        # The SQL order: the supervisor's first, then the earliest callback, then the oldest.
+        ready.sort(key=_ready_order)
+        found = await self.get_many([a.id for a in ready[:limit]])
+        return [found[a.id] for a in ready[:limit] if a.id in found]
 
     async def page(self, *, status: str | None, updated_since: datetime | None,
                    overdue: bool | None, limit: int, cursor: str | None) -> AppealPage:
+        """One page without a cursor: enough for the tests that use it."""
         items = [a for a in self._storage.appeals.values()
                  if (status is None or a.status.value == status)
                  and (overdue is None or a.overdue == overdue)]
@@ -117,27 +142,47 @@ class FakeAppeals:
         return sum(1 for a in self._storage.appeals.values() if a.overdue)
 
 
+def _due(appeal: Appeal) -> datetime:
+    assert appeal.due_at is not None
+    return appeal.due_at
+
+
+def _ready_order(appeal: Appeal) -> tuple[object, ...]:
+    """needs_supervisor DESC, next_callback_at (NULLs last), answer_ready_at, id."""
+    return (not appeal.needs_supervisor, appeal.next_callback_at is None,
+            appeal.next_callback_at.timestamp() if appeal.next_callback_at else 0.0,
+            appeal.answer_ready_at.timestamp() if appeal.answer_ready_at else 0.0, appeal.id)
+
+
 class FakeCursors:
+    """Written at commit, like the SQL rows in the unit of work's transaction."""
+
     def __init__(self, storage: FakeStorage) -> None:
         self._storage = storage
+        self.pending: dict[str, PollerState] = {}
+
+    def _state(self, system: str) -> PollerState | None:
+        return self.pending.get(system) or self._storage.cursors.get(system)
 
     async def get(self, system: str) -> str | None:
-        state = self._storage.cursors.get(system)
+        state = self._state(system)
         return state.cursor if state else None
 
     async def save(self, system: str, cursor: str | None, now: datetime) -> None:
-        self._storage.cursors[system] = PollerState(system, cursor, now, None)
+        self.pending[system] = PollerState(system, cursor, now, None)
 
     async def record_error(self, system: str, reason: str, now: datetime) -> None:
-        state = self._storage.cursors.get(system) or PollerState(system, None, None, None)
-        self._storage.cursors[system] = PollerState(system, state.cursor,
-                                                    state.last_success_at, reason)
+        state = self._state(system) or PollerState(system, None, None, None)
+        self.pending[system] = PollerState(system, state.cursor, state.last_success_at, reason)
 
     async def all(self) -> list[PollerState]:
-        return list(self._storage.cursors.values())
+        return list({**self._storage.cursors, **self.pending}.values())
 
 
 class FakeUnitOfWork(UnitOfWork):
+    appeals: FakeAppeals
+    cursors: FakeCursors
+
     def __init__(self, storage: FakeStorage, *, writes: bool) -> None:
         super().__init__()
         self._storage = storage
@@ -150,30 +195,43 @@ class FakeUnitOfWork(UnitOfWork):
 
     async def _commit(self, changes: Changes) -> None:
         if not self._writes:
-            assert not (changes.new or changes.updated or changes.audit or changes.messages), (
-                "a reading unit of work cannot save changes")
+            if (changes.new or changes.updated or changes.audit or changes.messages
+                    or self.cursors.pending):
+                raise RuntimeError("a reading unit of work cannot save changes")
             return
         storage = self._storage
+        if storage.failing_commits:
+            failure = storage.failing_commits.pop(0)
+            if failure is not None:
+                raise failure
+        # The unique constraints: (hotline, journal_id) and the Idempotency-Key, checked
+        # against what is stored and within this commit, before anything is written.
+        entries = {(a.hotline, a.journal_id) for a in storage.appeals.values()}
+        keys = set(storage.keys.values())
         for new in changes.new:
-            duplicate = any(
-                (a.hotline, a.journal_id) == (new.appeal.hotline, new.appeal.journal_id)
-                for a in storage.appeals.values()) or (
-                new.idempotency_key is not None
-                and new.idempotency_key in storage.keys.values())
-            if duplicate:
+            entry = (new.appeal.hotline, new.appeal.journal_id)
+            if entry in entries or new.idempotency_key in keys:
                 raise AlreadyStored("unique")
+            entries.add(entry)
+            if new.idempotency_key is not None:
+                keys.add(new.idempotency_key)
+        now = storage.clock.now() if storage.clock else None
         for new in changes.new:
             storage.hashes[new.appeal.id] = new.content_hash
             if new.idempotency_key is not None:
                 storage.keys[new.appeal.id] = new.idempotency_key
+            if now is not None:
+                new.appeal.created_at = now
         for appeal in [n.appeal for n in changes.new] + changes.updated:
-            stored = copy.copy(appeal)
-            stored.events = []
-            storage.appeals[appeal.id] = stored
+            if now is not None:
+                appeal.updated_at = now
+            storage.appeals[appeal.id] = _as_row(appeal)
         storage.history.extend(changes.history)
         storage.deliveries.extend(changes.deliveries)
         storage.audit.extend(changes.audit)
         storage.messages.extend(changes.messages)
+        storage.cursors.update(self.cursors.pending)
+        storage.commits += 1
         self.committed = True
 
     async def _rollback(self, exc_type: type[BaseException], exc: BaseException | None,
@@ -181,10 +239,25 @@ class FakeUnitOfWork(UnitOfWork):
         self.committed = False
 
 
-class FakeStorage:
-    """What was committed, for the tests to read."""
+def _as_row(appeal: Appeal) -> Appeal:
+    """What the appeals table holds: history and deliveries live in their own lists."""
+    row = copy.deepcopy(appeal)
+    row.events = []
+    row.history = ()
+    row.deliveries = ()
+    return row
 
-    def __init__(self) -> None:
+
+class FakeStorage:
+    """What was committed, for the tests to read.
+
+    `clock`: when given, commits stamp created_at/updated_at as the SQL storage does.
+    `failing_commits`: what the next write commits do, one entry each: raise the exception
+    and write nothing, or (None) commit.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock
         self.appeals: dict[str, Appeal] = {}
         self.hashes: dict[str, str] = {}
         self.keys: dict[str, str] = {}
@@ -193,6 +266,8 @@ class FakeStorage:
         self.deliveries: list[tuple[str, DeliveryRecord, datetime]] = []
         self.audit: list[AuditEntry] = []
         self.messages: list[NewMessage] = []
+        self.failing_commits: list[BaseException | None] = []
+        self.commits = 0
 
     def write(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self, writes=True)
@@ -204,13 +279,24 @@ class FakeStorage:
     async def turn(self, name: str) -> AsyncIterator[bool]:
         yield True
 
-    def put(self, appeal: Appeal) -> Appeal:
-        """Stores an appeal as if it had been committed earlier."""
-        stored = copy.deepcopy(appeal)
-        stored.events = []
-        self.appeals[appeal.id] = stored
-        self.hashes.setdefault(appeal.id, "")
+    def put(self, appeal: Appeal, *, content_hash: str = "",
+            idempotency_key: str | None = None) -> Appeal:
+        """Stores an appeal as if it had been committed earlier, its history and deliveries
+        with it."""
+        self.appeals[appeal.id] = _as_row(appeal)
+        self.history.extend((appeal.id, change) for change in appeal.history)
+        self.deliveries.extend((appeal.id, d, d.at) for d in appeal.deliveries)
+        self.hashes[appeal.id] = content_hash
+        if idempotency_key is not None:
+            self.keys[appeal.id] = idempotency_key
         return appeal
 
     def actions(self) -> list[tuple[str, str]]:
         return [(m.target, m.action) for m in self.messages]
+
+    def audit_actions(self, appeal_id: str | None = None) -> list[str]:
+        return [e.action for e in self.audit if appeal_id is None or e.appeal_id == appeal_id]
+
+    def statuses(self, appeal_id: str) -> list[AppealStatus]:
+        """The appeal's committed history, oldest first."""
+        return [c.status for i, c in self.history if i == appeal_id]

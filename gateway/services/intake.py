@@ -98,7 +98,8 @@ class IntakeService:
                 async with self._storage.write() as uow:
                     _add(uow, [new])
                 outcomes.append(None)
-            except Exception as exc:  # noqa: BLE001 - this one's own failure, for its caller
+            # Each call's own outcome: one failing must not report the stored ones failed.
+            except Exception as exc:  # noqa: BLE001 - handed to that call's submitter
                 outcomes.append(exc)
         return outcomes
 
