@@ -274,7 +274,8 @@ class Appeal:
             planned = datetime.combine(change.planned_completion, PLANNED_DAY_ENDS_AT, zone)
             if self.due_at is None or planned > self.due_at:
                 self.due_at = planned  # the executor's extension
-                self.overdue = planned < now
+                self.overdue = False
+                self.mark_overdue(now)  # already past: overdue again, and recorded as such
                 details = True
 
         wanted = AppealStatus(change.status)
@@ -333,8 +334,10 @@ class Appeal:
         here is passed on to the target system (ПОС: the channel; «Дело»: control removed
         only now [002: 2.8.11]); one seen there is not sent back."""
         if self.status is AppealStatus.DELIVERED:
-            if delivery.channel is DeliveryChannel.UNKNOWN or (
-                    self.delivery_channel == delivery.channel.value):
+            # A report that does not say how, or a first one that did not, conflicts with
+            # nothing: only two named channels that differ need a person.
+            if DeliveryChannel.UNKNOWN.value in (delivery.channel.value, self.delivery_channel) \
+                    or self.delivery_channel == delivery.channel.value:
                 return DeliveryResult.ALREADY_RECORDED
             raise DeliveryConflict(self.delivery_channel or DeliveryChannel.UNKNOWN.value)
         if self.status not in READY_FOR_DELIVERY:

@@ -30,7 +30,7 @@ from gateway.domain.ports import (
 from gateway.domain.route import Route
 from gateway.services import outbox_actions as actions
 from gateway.services.unit_of_work import AuditEntry, Storage
-from gateway.storage.batching import Batcher
+from gateway.services.batching import Batcher
 from outbox.errors import Permanent
 from outbox.handlers import Registration
 from outbox.retry import RetryPolicy

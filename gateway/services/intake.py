@@ -34,7 +34,7 @@ from gateway.domain.routing import UnknownTopic
 from gateway.errors import GatewayError
 from gateway.services.planning import DeadlinePlanner, RoutePlanner
 from gateway.services.unit_of_work import AlreadyStored, NewAppeal, Storage, UnitOfWork
-from gateway.storage.batching import Batcher
+from gateway.services.batching import Batcher
 
 log = structlog.get_logger(__name__)
 

@@ -327,6 +327,30 @@ def test_an_unknown_channel_delivery_after_a_known_one_is_already_recorded() -> 
     assert appeal.events == []
 
 
+def test_a_named_channel_after_an_unknown_one_is_the_same_delivery_not_a_conflict() -> None:
+    appeal = ready()
+    assert apply(appeal, remote(AppealStatus.DELIVERED, "Ответ передан заявителю"))
+    appeal.events.clear()
+
+    result = appeal.deliver(Delivery(DeliveryChannel.PHONE, NOW, "Петрова", "gateway"), NOW,
+                            actor="delivery")
+
+    assert result is DeliveryResult.ALREADY_RECORDED
+    assert appeal.events == []
+
+
+def test_an_extension_already_past_marks_the_appeal_overdue_with_its_audit_event() -> None:
+    appeal = registered(route=DELO_ROUTE,
+                        external=ExternalRef("delo", POS_ID, "Д-17", "На исполнении"),
+                        due_at=NOW - timedelta(days=3))
+    yesterday = (NOW - timedelta(days=1)).date()
+    assert apply(appeal, remote(AppealStatus.REGISTERED, "На исполнении", system="delo",
+                                planned_completion=yesterday), extends_deadline=True)
+    assert appeal.overdue is True
+    (marked,) = events_of(appeal, ev.MarkedOverdue)
+    assert marked.due_at == appeal.due_at
+
+
 def test_a_delivery_reported_by_another_channel_is_left_for_a_person() -> None:
     appeal = ready()
     appeal.deliver(Delivery(DeliveryChannel.PHONE, NOW, None, "gateway"), NOW, actor="delivery")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.storage.batching import Batcher
+from gateway.services.batching import Batcher
 
 
 class Recorder:

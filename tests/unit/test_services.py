@@ -14,12 +14,12 @@ import pytest
 
 from adapters.email.letters import TemplateLetters
 from config.calendar import build_work_calendar
-from gateway.api.wire import CallIn
 from gateway.clock import ManualClock
 from gateway.domain.appeal import (
     AnswerChannel,
     Appeal,
     AppealStatus,
+    Applicant,
     CallbacksExhausted,
     Delivery,
     DeliveryChannel,
@@ -27,6 +27,7 @@ from gateway.domain.appeal import (
     Urgency,
 )
 from gateway.domain.deadlines import CallbackRule
+from gateway.domain.intake import NewCall
 from gateway.domain.ports import (
     Answer,
     ConfirmedDelivery,
@@ -53,7 +54,7 @@ from tests.fakes import FakeStorage
 MOSCOW = ZoneInfo("Europe/Moscow")
 # Monday 2026-11-23, 10:00 in Moscow: 45 minutes after the builder's call.
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
-CALL_AT = "2026-11-23T09:15:00+03:00"
+CALL_AT = datetime(2026, 11, 23, 6, 15, tzinfo=UTC)  # 09:15 in Moscow
 HEATING = "Отопление"
 ROADS = "Дороги"
 INFORMATIONAL = "Справочная информация"
@@ -207,19 +208,21 @@ def desk(storage: FakeStorage, clock: ManualClock) -> DeliveryDesk:
     return DeliveryDesk(storage, clock, CallbackRule(), build_work_calendar(), zone_of)
 
 
-def call(**changes: Any) -> CallIn:
-    body: dict[str, Any] = {
-        "journal_id": "KRS-2026-000123",
-        "hotline": "122",
-        "received_at": CALL_AT,
-        "operator": "Иванова А.А.",
-        "applicant": {"last_name": "Смирнов", "first_name": "Олег",
-                      "phone": "+7 900 123-45-67", "email": "o.smirnov@example.ru"},
-        "topic": HEATING,
-        "summary": "В квартире нет отопления третий день",
-        "urgency": "urgent",
-    }
-    return CallIn.model_validate({**body, **changes})
+def call(**changes: Any) -> NewCall:
+    """The command intake takes, as the API builds it from a valid body."""
+    command = NewCall(
+        journal_id="KRS-2026-000123",
+        hotline="122",
+        received_at=CALL_AT,
+        operator="Иванова А.А.",
+        applicant=Applicant(last_name="Смирнов", first_name="Олег",
+                            phone="+7 900 123-45-67", email="o.smirnov@example.ru"),
+        problem_address=None,
+        topic=HEATING,
+        summary="В квартире нет отопления третий день",
+        urgency=Urgency.URGENT,
+    )
+    return replace(command, **changes)
 
 
 def message(appeal_id: str, target: str, action: str, *, attempt: int = 1,
