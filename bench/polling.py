@@ -32,7 +32,7 @@ from gateway.services.polling import Poller
 from gateway.storage.database import Database, create_engine
 from gateway.storage.migrate import upgrade
 from gateway.storage.tables import appeals, poller_cursors
-from outbox.store import store_for
+from outbox import store_for
 
 ROUTE: dict[str, Any] = {"system": "pos", "executor": "bench", "pos": {"category_id": 101,
          "subcategory_id": 10105, "organization_id": 5001,

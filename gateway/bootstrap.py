@@ -41,10 +41,15 @@ from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
 from gateway.storage.database import Database, create_engine
-from outbox.dispatcher import Dispatcher, DispatcherSettings
-from outbox.handlers import Handlers
-from outbox.metrics import OutboxMetrics
-from outbox.store import OutboxStore, SqlOutboxStore, store_for
+from outbox import (
+    Dispatcher,
+    DispatcherSettings,
+    Handlers,
+    OutboxMetrics,
+    OutboxStore,
+    SqlOutboxStore,
+    store_for,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -41,7 +41,7 @@ from adapters.delo.multipart import (
 from adapters.retry_after import parse_retry_after
 from gateway.domain.appeal import Appeal, Applicant, DeliveryChannel, Urgency
 from gateway.domain.ports import Answer, ExternalRef, ExternalUpdate, UpdatesPage
-from outbox.errors import Ambiguous, HandlerOutcome, Permanent, Transient
+from outbox import Ambiguous, HandlerOutcome, Permanent, Transient
 
 SYSTEM: Final = "delo"
 MOSCOW: Final = ZoneInfo("Europe/Moscow")

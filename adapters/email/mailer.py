@@ -55,7 +55,7 @@ import aiosmtplib
 import structlog
 
 from gateway.domain.ports import Clock, OutgoingMail
-from outbox.errors import Ambiguous, Permanent, Transient
+from outbox import Ambiguous, Permanent, Transient
 
 _log: Any = structlog.get_logger("adapters.email")
 

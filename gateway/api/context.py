@@ -14,8 +14,7 @@ from gateway.domain.ports import Clock
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
 from gateway.storage.database import Database
-from outbox.metrics import OutboxMetrics
-from outbox.store import OutboxStore
+from outbox import OutboxMetrics, OutboxStore
 
 
 class StatusReporter(Protocol):

@@ -21,7 +21,7 @@ from gateway.services import outbox_actions as actions
 from gateway.services.outbox_actions import Enqueue
 from gateway.storage import appeals as repo
 from gateway.storage.tables import deliveries
-from outbox.store import NewMessage
+from outbox import NewMessage
 
 READY_FOR_DELIVERY = frozenset({AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT})
 

@@ -37,10 +37,7 @@ from gateway.storage import appeals as repo
 from gateway.storage.batching import Batcher
 from gateway.storage.database import Database
 from gateway.storage.tables import appeals
-from outbox.errors import Permanent
-from outbox.handlers import Registration
-from outbox.retry import RetryPolicy
-from outbox.store import Message, NewMessage
+from outbox import Message, NewMessage, Permanent, Registration, RetryPolicy
 
 log = structlog.get_logger(__name__)
 

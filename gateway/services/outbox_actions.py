@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.appeal import Appeal
 from gateway.domain.route import TargetSystem
-from outbox.store import NewMessage
+from outbox import NewMessage
 
 
 class Enqueue(Protocol):

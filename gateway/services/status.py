@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.ports import Clock
 from gateway.storage import appeals as repo
 from gateway.storage.tables import poller_cursors
-from outbox.store import OutboxStats
+from outbox import OutboxStats
 
 
 class OutboxCounts(Protocol):
