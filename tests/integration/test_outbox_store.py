@@ -404,8 +404,10 @@ async def test_worker_processes_on_postgres_never_run_a_row_twice_at_once(
             ),
         )
     total = len(keys) * len(ACTIONS)
+    # A few connections each: test runs at once share the server's max_connections.
     workers = [
-        spawn_worker(postgres_url, "--fail-rate", "0.1", "--work", "0.01", "--lease", "5")
+        spawn_worker(postgres_url, "--fail-rate", "0.1", "--work", "0.01", "--lease", "5",
+                     "--concurrency", "8", "--batch", "16")
         for _ in range(3)
     ]
     try:
