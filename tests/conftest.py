@@ -28,14 +28,16 @@ REQUIRE_POSTGRES_ENV = "GATEWAY_TEST_REQUIRE_POSTGRES"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
+def _plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
 def _postgres_reachable(url: str) -> str | None:
     """None when reachable, else why not."""
     import asyncpg
 
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-
     async def probe() -> None:
-        conn = await asyncpg.connect(dsn, timeout=3)
+        conn = await asyncpg.connect(_plain_dsn(url), timeout=3)
         await conn.close()
 
     try:
@@ -60,10 +62,6 @@ def postgres_server_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return url
-
-
-def _plain_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 @pytest.fixture(scope="session")
