@@ -23,7 +23,7 @@ from enum import Enum
 import httpx
 
 from adapters.retry_after import parse_retry_after
-from outbox.errors import Ambiguous, Permanent, Transient
+from outbox import Ambiguous, Permanent, Transient
 
 # A gateway's "the upstream failed or did not answer in time": the write may have landed.
 _GATEWAY_FAILURES = frozenset({502, 504})

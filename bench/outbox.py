@@ -36,13 +36,18 @@ from typing import Any
 
 import structlog
 
-from outbox.dispatcher import Dispatcher, DispatcherSettings
-from outbox.handlers import Handlers, Registration
-from outbox.metrics import OutboxMetrics
-from outbox.retry import RetryPolicy
-from outbox.schema import metadata
-from outbox.store import Message, store_for
-from outbox.testing import open_engine
+from gateway.storage.database import create_engine
+from outbox import (
+    Dispatcher,
+    DispatcherSettings,
+    Handlers,
+    Message,
+    OutboxMetrics,
+    Registration,
+    RetryPolicy,
+    metadata,
+    store_for,
+)
 
 DEFAULT_PG_URL = os.environ.get(
     "GATEWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -60,7 +65,7 @@ def quiet_logs() -> None:
 
 
 async def reset_table(url: str) -> None:
-    engine = open_engine(url)
+    engine = create_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
         await conn.run_sync(metadata.create_all)
@@ -107,7 +112,7 @@ async def seed(url: str, count: int) -> None:
 
 
 async def count_done(url: str) -> dict[str, int]:
-    engine = open_engine(url)
+    engine = create_engine(url)
     stats = await store_for(engine).stats()
     await engine.dispose()
     return stats.by_state
@@ -132,7 +137,7 @@ async def _noop(_m: Message) -> None:
 async def worker_main(args: argparse.Namespace) -> None:
     """Wait for "go" on stdin, drain the outbox, report how many rows this worker did."""
     quiet_logs()
-    engine = open_engine(args.url, pool_size=8)
+    engine = create_engine(args.url, pool_size=8)
     store = store_for(engine)
     metrics = OutboxMetrics()
     handlers = Handlers([Registration(TARGET, ACTION, _noop, RetryPolicy())])
@@ -253,7 +258,7 @@ async def bench_http(url: str, rows: int, args: argparse.Namespace) -> dict[str,
 
             # The same requests through the outbox.
             await seed(url, rows)
-            engine = open_engine(url, pool_size=8)
+            engine = create_engine(url, pool_size=8)
             store = store_for(engine)
 
             async def deliver(m: Message) -> None:
@@ -298,7 +303,7 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 async def daemon_main(args: argparse.Namespace) -> None:
     """The gateway's outbox half: dispatcher plus a /status-style stats read every 5 s."""
     quiet_logs()
-    engine = open_engine(args.url, pool_size=8)
+    engine = create_engine(args.url, pool_size=8)
     store = store_for(engine)
     metrics = OutboxMetrics()
     handlers = Handlers([Registration(TARGET, ACTION, _noop)])

@@ -36,7 +36,7 @@ from gateway.storage.database import create_engine
 from gateway.storage.migrate import upgrade
 from gateway.storage.tables import appeals, poller_cursors
 from gateway.storage.unit_of_work import SqlStorage
-from outbox.store import store_for
+from outbox import store_for
 
 SEEDED_AGO_S = 3600.0
 OVERLAP_S = PosSettings().overlap_s  # what a user gets by default

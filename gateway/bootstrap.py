@@ -43,10 +43,14 @@ from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
 from gateway.storage.database import create_engine
 from gateway.storage.unit_of_work import SqlStorage
-from outbox.dispatcher import Dispatcher, DispatcherSettings
-from outbox.handlers import Handlers
-from outbox.metrics import OutboxMetrics
-from outbox.store import SqlOutboxStore, store_for
+from outbox import (
+    Dispatcher,
+    DispatcherSettings,
+    Handlers,
+    OutboxMetrics,
+    SqlOutboxStore,
+    store_for,
+)
 
 log = structlog.get_logger(__name__)
 

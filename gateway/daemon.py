@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from outbox.dispatcher import Dispatcher
+from outbox import Dispatcher
 
 log = structlog.get_logger(__name__)
 

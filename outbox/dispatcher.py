@@ -31,9 +31,10 @@ import structlog
 
 from outbox.handlers import Handlers, Registration
 from outbox.leases import Heartbeat, heartbeat_interval, new_owner_id
+from outbox.messages import Message, Settlement, Verdict
 from outbox.metrics import OutboxMetrics
 from outbox.retry import GiveUp, decide
-from outbox.store import Message, OutboxStore, Settlement, Verdict
+from outbox.store import OutboxStore
 
 log = structlog.get_logger("outbox.dispatcher")
 

@@ -8,11 +8,11 @@ replica that knows it runs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from outbox.messages import Message
 from outbox.retry import DEFAULT_POLICY, RetryPolicy
-from outbox.store import Message
 
 Handler = Callable[[Message], Awaitable[None]]
 # Told, before the row is settled dead, why it was given up; must be safe to run twice.
@@ -45,22 +45,6 @@ class Handlers:
             raise ValueError(f"handler for {key} registered twice")
         self._table[key] = registration
 
-    def register(
-        self, target: str, action: str, policy: RetryPolicy = DEFAULT_POLICY
-    ) -> Callable[[Handler], Handler]:
-        """Decorator form of `add`."""
-
-        def decorate(handler: Handler) -> Handler:
-            self.add(Registration(target, action, handler, policy))
-            return handler
-
-        return decorate
-
     def get(self, target: str, action: str) -> Registration | None:
         return self._table.get((target, action))
 
-    def __iter__(self) -> Iterator[Registration]:
-        return iter(self._table.values())
-
-    def __len__(self) -> int:
-        return len(self._table)

@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from outbox.messages import OutboxStats
 from outbox.schema import State
-from outbox.store import OutboxStats, OutboxStore
+from outbox.store import OutboxStore
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 

@@ -1,11 +1,9 @@
-"""Test doubles that ship with the outbox: an in-memory store and an engine helper.
+"""Test doubles that ship with the outbox: an in-memory store and a clock moved by hand.
 
 `InMemoryStore` keeps the same rules as the SQL stores (per-key order, fenced outcomes,
 reclaim only of expired leases) so unit tests of the dispatcher and of the gateway's
-wiring run without a database, with a clock the test moves by hand.
-
-`open_engine` builds an engine the way the outbox expects (SQLite in WAL with a busy
-timeout) for tests, the benchmark and the crash-test worker; the gateway builds its own.
+wiring run without a database, with a clock the test moves by hand. Tests that need a
+real database build its engine the way the gateway does (`gateway.storage.database`).
 """
 
 from __future__ import annotations
@@ -13,45 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
 from outbox.leases import Lease
-from outbox.schema import State
-from outbox.store import (
+from outbox.messages import (
     Message,
     MessageRecord,
     NewMessage,
     OutboxStats,
-    OutboxStore,
     Settlement,
     Verdict,
     clip_reason,
 )
-
-SQLITE_BUSY_TIMEOUT_MS = 10_000
-
-
-def open_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine for tests and tools: SQLite in WAL with a busy timeout, or asyncpg."""
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.close()
-
-        return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+from outbox.schema import State
+from outbox.store import OutboxStore
 
 
 class ManualClock:
@@ -67,32 +43,16 @@ class ManualClock:
         self.now += seconds
 
 
-@dataclass
-class _Row:
-    id: int
-    ordering_key: str
-    target: str
-    action: str
-    payload: dict[str, Any]
-    idempotency_key: str
-    state: State
-    attempts: int
-    available_at: float
-    lease_owner: str | None
-    lease_expires_at: float | None
-    last_error: str | None
-    created_at: float
-    updated_at: float
-    finished_at: float | None = None
-    redriven_at: float | None = None
-
-
 class InMemoryStore(OutboxStore):
-    """The outbox rules over a dict. `enqueue` ignores its connection argument."""
+    """The outbox rules over a dict of records. `enqueue` ignores its connection argument.
+
+    Rows are the admin API's `MessageRecord`s, replaced (never mutated) on every change,
+    so a record a caller holds is a snapshot, as one read from a database would be.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self.rows: dict[int, _Row] = {}
+        self.rows: dict[int, MessageRecord] = {}
         self._next_id = 1
         self._events: set[asyncio.Event] = set()
 
@@ -100,11 +60,16 @@ class InMemoryStore(OutboxStore):
         for ev in self._events:
             ev.set()
 
+    def _put(self, row: MessageRecord, **changes: Any) -> MessageRecord:
+        new = dataclasses.replace(row, **changes)
+        self.rows[new.id] = new
+        return new
+
     async def enqueue(self, conn: object, messages: Sequence[NewMessage]) -> list[int]:
         now = self.clock()
         ids = []
         for m in messages:
-            row = _Row(
+            row = MessageRecord(
                 id=self._next_id,
                 ordering_key=m.ordering_key,
                 target=m.target,
@@ -119,6 +84,8 @@ class InMemoryStore(OutboxStore):
                 last_error=None,
                 created_at=now,
                 updated_at=now,
+                finished_at=None,
+                redriven_at=None,
             )
             self.rows[row.id] = row
             ids.append(row.id)
@@ -126,7 +93,7 @@ class InMemoryStore(OutboxStore):
         self._wake()
         return ids
 
-    def _blocked(self, row: _Row) -> bool:
+    def _blocked(self, row: MessageRecord) -> bool:
         return any(
             other.ordering_key == row.ordering_key
             and other.id < row.id
@@ -146,11 +113,14 @@ class InMemoryStore(OutboxStore):
                 break
             if self._blocked(row):
                 continue
-            row.state = State.LEASED
-            row.lease_owner = owner
-            row.lease_expires_at = now + lease_s
-            row.attempts += 1
-            row.updated_at = now
+            row = self._put(
+                row,
+                state=State.LEASED,
+                lease_owner=owner,
+                lease_expires_at=now + lease_s,
+                attempts=row.attempts + 1,
+                updated_at=now,
+            )
             claimed.append(
                 Message(
                     id=row.id,
@@ -166,7 +136,7 @@ class InMemoryStore(OutboxStore):
             )
         return claimed
 
-    def _holds(self, owner: str, lease: Lease) -> _Row | None:
+    def _holds(self, owner: str, lease: Lease) -> MessageRecord | None:
         row = self.rows.get(lease.id)
         if (
             row is None
@@ -183,7 +153,7 @@ class InMemoryStore(OutboxStore):
         for i in ids:
             row = self.rows.get(i)
             if row is not None and row.state is State.LEASED and row.lease_owner == owner:
-                row.lease_expires_at = now + lease_s
+                self._put(row, lease_expires_at=now + lease_s)
                 held.add(i)
         return held
 
@@ -195,23 +165,20 @@ class InMemoryStore(OutboxStore):
             if row is None:
                 continue
             accepted.add(row.id)
-            row.lease_owner = None
-            row.lease_expires_at = None
-            row.updated_at = now
+            cleared: dict[str, Any] = {
+                "lease_owner": None, "lease_expires_at": None, "updated_at": now
+            }
             if s.verdict is Verdict.DONE:
-                row.state = State.DONE
-                row.finished_at = now
+                self._put(row, **cleared, state=State.DONE, finished_at=now)
             elif s.verdict is Verdict.RETRY:
                 assert s.retry_at is not None
-                row.state = State.PENDING
-                row.available_at = s.retry_at
-                row.last_error = clip_reason(s.reason or "")
+                self._put(row, **cleared, state=State.PENDING, available_at=s.retry_at,
+                          last_error=clip_reason(s.reason or ""))
             elif s.verdict is Verdict.DEAD:
-                row.state = State.DEAD
-                row.finished_at = now
-                row.last_error = clip_reason(s.reason or "")
+                self._put(row, **cleared, state=State.DEAD, finished_at=now,
+                          last_error=clip_reason(s.reason or ""))
             else:
-                row.state = State.PENDING
+                self._put(row, **cleared, state=State.PENDING)
         if accepted:
             self._wake()
         return accepted
@@ -219,13 +186,17 @@ class InMemoryStore(OutboxStore):
     async def reclaim_expired(self) -> list[int]:
         now = self.clock()
         ids = []
-        for row in self.rows.values():
+        for row in list(self.rows.values()):
             expires = row.lease_expires_at
             if row.state is State.LEASED and expires is not None and expires < now:
-                row.state = State.PENDING
-                row.lease_owner = None
-                row.lease_expires_at = None
-                row.last_error = "lease expired: the worker stopped or stalled"
+                self._put(
+                    row,
+                    state=State.PENDING,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    last_error="lease expired: the worker stopped or stalled",
+                )
                 ids.append(row.id)
         if ids:
             self._wake()
@@ -243,25 +214,10 @@ class InMemoryStore(OutboxStore):
         age = None if oldest is None else max(0.0, self.clock() - oldest)
         return OutboxStats(by_state=by_state, by_target=by_target, oldest_pending_age_s=age)
 
-    def _record(self, row: _Row) -> MessageRecord:
-        return MessageRecord(
-            id=row.id,
-            ordering_key=row.ordering_key,
-            target=row.target,
-            action=row.action,
-            payload=copy.deepcopy(row.payload),
-            idempotency_key=row.idempotency_key,
-            state=row.state,
-            attempts=row.attempts,
-            available_at=row.available_at,
-            lease_owner=row.lease_owner,
-            lease_expires_at=row.lease_expires_at,
-            last_error=row.last_error,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            finished_at=row.finished_at,
-            redriven_at=row.redriven_at,
-        )
+    @staticmethod
+    def _copy(row: MessageRecord) -> MessageRecord:
+        """The record with a payload of its own: callers may not change the stored row."""
+        return dataclasses.replace(row, payload=copy.deepcopy(row.payload))
 
     async def list_messages(
         self,
@@ -278,49 +234,41 @@ class InMemoryStore(OutboxStore):
             and (target is None or r.target == target)
             and (after_id is None or r.id > after_id)
         ]
-        return [self._record(r) for r in rows[:limit]]
+        return [self._copy(r) for r in rows[:limit]]
 
     async def get(self, message_id: int) -> MessageRecord | None:
         row = self.rows.get(message_id)
-        return None if row is None else self._record(row)
+        return None if row is None else self._copy(row)
 
-    def _redrive_row(self, row: _Row) -> None:
+    def _redrive(self, row: MessageRecord) -> None:
         now = self.clock()
-        row.state = State.PENDING
-        row.attempts = 0
-        row.available_at = now
-        row.finished_at = None
-        row.redriven_at = now
-        row.updated_at = now
+        self._put(
+            row,
+            state=State.PENDING,
+            attempts=0,
+            available_at=now,
+            finished_at=None,
+            redriven_at=now,
+            updated_at=now,
+        )
 
     async def redrive(self, message_id: int) -> bool:
         row = self.rows.get(message_id)
         if row is None or row.state is not State.DEAD:
             return False
-        self._redrive_row(row)
+        self._redrive(row)
         self._wake()
         return True
 
     async def redrive_all_dead(self, *, target: str | None = None) -> int:
         count = 0
-        for row in self.rows.values():
+        for row in list(self.rows.values()):
             if row.state is State.DEAD and (target is None or row.target == target):
-                self._redrive_row(row)
+                self._redrive(row)
                 count += 1
         if count:
             self._wake()
         return count
-
-    async def purge_done(self, older_than_s: float, *, limit: int = 10_000) -> int:
-        cutoff = self.clock() - older_than_s
-        victims = [
-            r.id
-            for r in self.rows.values()
-            if r.state is State.DONE and r.finished_at is not None and r.finished_at < cutoff
-        ][:limit]
-        for i in victims:
-            del self.rows[i]
-        return len(victims)
 
     def notifications(self) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
         return self._notifications()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,14 +28,16 @@ REQUIRE_POSTGRES_ENV = "GATEWAY_TEST_REQUIRE_POSTGRES"
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
+def _plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
 def _postgres_reachable(url: str) -> str | None:
     """None when reachable, else why not."""
     import asyncpg
 
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-
     async def probe() -> None:
-        conn = await asyncpg.connect(dsn, timeout=3)
+        conn = await asyncpg.connect(_plain_dsn(url), timeout=3)
         await conn.close()
 
     try:
@@ -45,8 +48,12 @@ def _postgres_reachable(url: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The PostgreSQL server for multi-replica tests; CI sets GATEWAY_TEST_REQUIRE_POSTGRES=1."""
+def postgres_server_url() -> str:
+    """The server for PostgreSQL tests; CI sets GATEWAY_TEST_REQUIRE_POSTGRES=1.
+
+    Its database is only where the suite connects to create and drop its own (see
+    `postgres_url`); no test writes to it, so runs sharing a server cannot collide.
+    """
     url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
     problem = _postgres_reachable(url)
     if problem is not None:
@@ -57,6 +64,35 @@ def postgres_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A PostgreSQL database of this test run's own (gw_test_<pid>_<random>), created on
+    the server at the start and dropped at the end, open connections and all.
+
+    Every PostgreSQL test, and every worker process such a test starts, uses it, so two
+    runs at once on one server (two developers, CI beside a local run) never share tables.
+    """
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = f"gw_test_{os.getpid()}_{secrets.token_hex(4)}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(_plain_dsn(postgres_server_url), timeout=10)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_server_url).set(database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> Iterator[str]:
     yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
@@ -64,9 +100,8 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 
 # --- a running gateway API on a real database --------------------------------------------
 #
-# Every developer shares the `test` database on the local server, so this session works in
-# a database of its own (gw_api_<pid>), created once, emptied before each test and dropped
-# at the end.
+# On PostgreSQL: this run's own database (`postgres_url`), emptied and migrated before
+# each test by `migrated_postgres_url`.
 
 API_TOKENS = "operator:op,delivery:dl,admin:ad"
 OPERATOR = {"Authorization": "Bearer op"}
@@ -105,50 +140,23 @@ def valid_call(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def _plain_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-@pytest.fixture(scope="session")
-def postgres_database(postgres_url: str) -> Iterator[str]:
-    """A PostgreSQL database of this test session's own; dropped when the session ends."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    name = f"gw_api_{os.getpid()}"
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(_plain_dsn(postgres_url), timeout=10)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture
-def migrated_postgres_url(postgres_database: str) -> str:
-    """The session's PostgreSQL database, emptied and migrated to the head revision."""
+def migrated_postgres_url(postgres_url: str) -> str:
+    """This run's PostgreSQL database, emptied and migrated to the head revision."""
     import asyncpg
 
     from gateway.storage.migrate import upgrade
 
     async def reset() -> None:
-        conn = await asyncpg.connect(_plain_dsn(postgres_database), timeout=10)
+        conn = await asyncpg.connect(_plain_dsn(postgres_url), timeout=10)
         try:
             await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         finally:
             await conn.close()
 
     asyncio.run(reset())
-    upgrade(postgres_database)
-    return postgres_database
+    upgrade(postgres_url)
+    return postgres_url
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +196,7 @@ class RunningApi:
         return await self.count(appeals)
 
     async def outbox_count(self) -> int:
-        from outbox.schema import outbox_messages
+        from outbox import outbox_messages
 
         return await self.count(outbox_messages)
 

@@ -29,7 +29,7 @@ from gateway.services.unit_of_work import (
     PollerState,
     UnitOfWork,
 )
-from outbox.store import NewMessage
+from outbox import NewMessage
 
 
 class FakeAppeals:

@@ -45,7 +45,7 @@ from adapters.http_outcomes import (
 )
 from gateway.domain.appeal import Appeal, Applicant, DeliveryChannel, Urgency
 from gateway.domain.ports import Answer, ExternalRef, ExternalUpdate, UpdatesPage
-from outbox.errors import Ambiguous, HandlerOutcome, Permanent, Transient
+from outbox import Ambiguous, HandlerOutcome, Permanent, Transient
 
 SYSTEM: Final = "delo"
 MOSCOW: Final = ZoneInfo("Europe/Moscow")

@@ -58,7 +58,7 @@ import structlog
 
 from gateway.domain.mailbox import NotSendable, smtp_mailbox
 from gateway.domain.ports import Clock, OutgoingMail
-from outbox.errors import Ambiguous, Permanent, Transient
+from outbox import Ambiguous, Permanent, Transient
 
 _log: Any = structlog.get_logger("adapters.email")
 

@@ -38,7 +38,7 @@ from gateway.domain.ports import (
     ExternalUpdate,
     UpdatesPage,
 )
-from outbox.errors import Ambiguous, HandlerOutcome, Permanent, Transient
+from outbox import Ambiguous, HandlerOutcome, Permanent, Transient
 
 SYSTEM = "pos"
 MESSAGES_PATH = "/api/v1/messages"

@@ -17,8 +17,7 @@ from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
 from gateway.api.wire import MAX_ROW_ID, OutboxQuery
 from gateway.services.outbox_admin import NotDead
-from outbox.schema import State
-from outbox.store import MessageRecord
+from outbox import MessageRecord, State
 
 routes = web.RouteTableDef()
 

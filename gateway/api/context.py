@@ -15,8 +15,7 @@ from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.unit_of_work import Storage
-from outbox.metrics import OutboxMetrics
-from outbox.store import OutboxStore
+from outbox import OutboxMetrics, OutboxStore
 
 
 class StatusReporter(Protocol):

@@ -29,12 +29,9 @@ from gateway.domain.ports import (
 )
 from gateway.domain.route import Route
 from gateway.services import outbox_actions as actions
-from gateway.services.unit_of_work import AuditEntry, Storage
 from gateway.services.batching import Batcher
-from outbox.errors import Permanent
-from outbox.handlers import Registration
-from outbox.retry import RetryPolicy
-from outbox.store import Message
+from gateway.services.unit_of_work import AuditEntry, Storage
+from outbox import Message, Permanent, Registration, RetryPolicy
 
 log = structlog.get_logger(__name__)
 

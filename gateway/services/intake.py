@@ -32,9 +32,9 @@ from gateway.domain.ports import Clock
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import UnknownTopic
 from gateway.errors import GatewayError
+from gateway.services.batching import Batcher
 from gateway.services.planning import DeadlinePlanner, RoutePlanner
 from gateway.services.unit_of_work import AlreadyStored, NewAppeal, Storage, UnitOfWork
-from gateway.services.batching import Batcher
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from gateway.domain import events as ev
 from gateway.domain.appeal import Appeal, AppealStatus
 from gateway.domain.route import TargetSystem
-from outbox.store import NewMessage
+from outbox import NewMessage
 
 POS_REGISTER = ("pos", "register")
 DELO_REGISTER = ("delo", "register")

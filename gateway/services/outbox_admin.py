@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from gateway.domain.ports import Clock
 from gateway.services import outbox_actions
 from gateway.services.unit_of_work import AuditEntry, Storage
-from outbox.schema import State
-from outbox.store import MessageRecord, OutboxStore
+from outbox import MessageRecord, OutboxStore, State
 
 # The actions whose death fails the appeal, and whose re-drive puts it back.
 _FORWARDING = {outbox_actions.POS_REGISTER, outbox_actions.DELO_REGISTER,

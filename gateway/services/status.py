@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from gateway.domain.ports import Clock
 from gateway.services.unit_of_work import Storage
-from outbox.store import OutboxStats
+from outbox import OutboxStats
 
 
 class OutboxCounts(Protocol):

@@ -22,7 +22,7 @@ from gateway.domain import events as ev
 from gateway.domain.appeal import Appeal, DeliveryRecord, StatusChange
 from gateway.errors import GatewayError
 from gateway.services import outbox_actions
-from outbox.store import NewMessage
+from outbox import NewMessage
 
 
 @dataclass(frozen=True, slots=True)

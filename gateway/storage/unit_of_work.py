@@ -28,7 +28,7 @@ from gateway.storage.appeals import (
     write_history,
 )
 from gateway.storage.cursors import SqlPollerCursors
-from outbox.store import SqlOutboxStore
+from outbox import SqlOutboxStore
 
 
 class SqlUnitOfWork(UnitOfWork):

@@ -25,12 +25,18 @@ import tenacity
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from outbox.dispatcher import Dispatcher, DispatcherSettings
-from outbox.errors import Transient
-from outbox.handlers import Handlers, Registration
-from outbox.retry import RetryPolicy
-from outbox.store import Message, SqlOutboxStore, store_for
-from outbox.testing import open_engine
+from gateway.storage.database import create_engine
+from outbox import (
+    Dispatcher,
+    DispatcherSettings,
+    Handlers,
+    Message,
+    Registration,
+    RetryPolicy,
+    SqlOutboxStore,
+    Transient,
+    store_for,
+)
 
 TARGET = "sim"
 ACTIONS = ("register", "notify", "confirm")
@@ -109,7 +115,7 @@ async def main() -> None:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
-    engine = open_engine(args.url, pool_size=args.concurrency + 5)
+    engine = create_engine(args.url, pool_size=args.concurrency + 5)
     store = store_for(engine)
     settings = DispatcherSettings(
         batch_size=args.batch,

@@ -24,7 +24,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from gateway.storage.tables import metadata as gateway_metadata
-from outbox.schema import metadata as outbox_metadata
+from outbox import metadata as outbox_metadata
 from tests.conftest import API_TOKENS, valid_call
 
 OPERATOR = {"Authorization": "Bearer op"}

@@ -29,7 +29,7 @@ from gateway.domain.appeal import (
 )
 from gateway.domain.ports import ExternalUpdate, UpdatesPage
 from gateway.domain.route import DeloTarget, Route, TargetSystem
-from outbox.errors import Permanent, Transient
+from outbox import Permanent, Transient
 
 ROUTE = Route(
     system=TargetSystem.DELO,

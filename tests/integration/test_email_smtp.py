@@ -26,7 +26,7 @@ from adapters.email.sink import DropPoint, MaildirHandler, RunningSink, start_si
 from gateway.domain.appeal import AnswerChannel, Appeal, AppealStatus, Applicant, Urgency
 from gateway.domain.ports import OutgoingMail
 from gateway.domain.route import EmailTarget, Route, TargetSystem
-from outbox.errors import Ambiguous, Permanent, Transient
+from outbox import Ambiguous, Permanent, Transient
 
 UTC = dt.UTC
 APPEAL_ID = "3f2a9c1e-4b7d-4e2a-9c1e-0123456789ab"

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from gateway.storage.database import create_engine
 from gateway.storage.migrate import head_revision, upgrade
 from gateway.storage.tables import metadata as gateway_metadata
-from outbox.schema import metadata as outbox_metadata
+from outbox import metadata as outbox_metadata
 
 
 def _differences(connection: Connection) -> list[object]:

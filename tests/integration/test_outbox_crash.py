@@ -19,8 +19,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from outbox.schema import State
-from outbox.store import NewMessage, store_for
+from outbox import NewMessage, State, store_for
 from tests.integration.outbox_worker import ACTIONS, TARGET, create_effect_tables
 from tests.integration.test_outbox_store import (  # noqa: F401 - db_url is a fixture
     db_url,

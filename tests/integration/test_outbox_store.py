@@ -19,14 +19,25 @@ import tenacity
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from outbox.dispatcher import Dispatcher, DispatcherSettings
-from outbox.errors import Transient
-from outbox.handlers import Handlers, Registration
-from outbox.leases import Lease
-from outbox.retry import RetryPolicy
-from outbox.schema import State, metadata, outbox_messages
-from outbox.store import Message, NewMessage, Settlement, SqlOutboxStore, store_for
-from outbox.testing import ManualClock, open_engine
+from gateway.storage.database import create_engine
+from outbox import (
+    Dispatcher,
+    DispatcherSettings,
+    Handlers,
+    Lease,
+    Message,
+    NewMessage,
+    Registration,
+    RetryPolicy,
+    Settlement,
+    SqlOutboxStore,
+    State,
+    Transient,
+    metadata,
+    outbox_messages,
+    store_for,
+)
+from outbox.testing import ManualClock
 from tests.integration.outbox_worker import ACTIONS, TARGET, create_effect_tables
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +50,7 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 async def fresh_engine(url: str) -> AsyncEngine:
-    engine = open_engine(url, pool_size=20)
+    engine = create_engine(url, pool_size=20)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
         await conn.run_sync(metadata.create_all)
@@ -132,29 +143,31 @@ async def test_one_appeals_rows_run_strictly_one_after_another(store: SqlOutboxS
     assert await store.claim("w", 10, 30) == []
     [m] = [m for m in claimed if m.id == register]
     # A retry keeps the later rows waiting, too.
-    assert await store.fail("w", m.lease, store.app_now() - 1, "503")
+    retry = Settlement.retry(m.lease, store.app_now() - 1, "503")
+    assert await store.settle("w", [retry]) == {m.id}
     [again] = await store.claim("w", 10, 30)
     assert again.id == register and again.attempt == 2
-    assert await store.complete("w", again.lease)
+    assert await store.settle("w", [Settlement.done(again.lease)]) == {again.id}
     [nxt] = await store.claim("w", 10, 30)
     assert nxt.id == notify
-    assert await store.complete("w", nxt.lease)
+    assert await store.settle("w", [Settlement.done(nxt.lease)]) == {nxt.id}
     assert [m.id for m in await store.claim("w", 10, 30)] == [confirm]
 
 
 async def test_a_dead_row_blocks_its_appeal_until_redriven(store: SqlOutboxStore) -> None:
     register, notify = await enqueue(store, msg("a1", "register"), msg("a1", "notify"))
     [m] = await store.claim("w", 10, 30)
-    assert await store.dead_letter("w", m.lease, "permanent: 400 bad category")
+    outcome = Settlement.dead(m.lease, "permanent: 400 bad category")
+    assert await store.settle("w", [outcome]) == {register}
     assert await store.claim("w", 10, 30) == []
-    [dead] = await store.list_dead()
+    [dead] = await store.list_messages(State.DEAD)
     assert dead.id == register and dead.last_error == "permanent: 400 bad category"
     assert await store.redrive(register)
     assert not await store.redrive(register)
     [m] = await store.claim("w", 10, 30)
     assert m.id == register and m.attempt == 1  # a fresh budget after re-drive
     assert m.window_start > m.created_at or m.window_start == pytest.approx(m.created_at)
-    assert await store.complete("w", m.lease)
+    assert await store.settle("w", [Settlement.done(m.lease)]) == {m.id}
     assert [x.id for x in await store.claim("w", 10, 30)] == [notify]
 
 
@@ -163,7 +176,8 @@ async def test_retry_records_the_reason_and_the_due_time(
 ) -> None:
     [row_id] = await enqueue(store, msg("a1"))
     [m] = await store.claim("w", 1, 30)
-    assert await store.fail("w", m.lease, clock.now + 45, "429 Too Many Requests")
+    retry = Settlement.retry(m.lease, clock.now + 45, "429 Too Many Requests")
+    assert await store.settle("w", [retry]) == {row_id}
     record = await store.get(row_id)
     assert record is not None
     assert record.state is State.PENDING and record.available_at == pytest.approx(clock.now + 45)
@@ -176,7 +190,7 @@ async def test_expired_leases_are_reclaimed_and_live_ones_are_not(
 ) -> None:
     crashed_row, live_row, done_row = await enqueue(store, msg("a1"), msg("a2"), msg("a3"))
     claimed = {m.id: m for m in await store.claim("w", 10, 10)}
-    assert await store.complete("w", claimed[done_row].lease)
+    assert await store.settle("w", [Settlement.done(claimed[done_row].lease)]) == {done_row}
     clock.advance(8)
     assert await store.renew("w", [live_row], 10) == {live_row}
     clock.advance(3)  # crashed_row's lease expired; live_row's was renewed
@@ -198,15 +212,19 @@ async def test_a_late_outcome_after_reclaim_is_rejected(
     assert await store.reclaim_expired() == [row_id]
     [fresh] = await store.claim("fresh-worker", 1, 5)
     # The slow worker wakes up: none of its outcomes may overwrite the new lease.
-    assert not await store.complete("slow-worker", slow.lease)
-    assert not await store.fail("slow-worker", slow.lease, clock.now, "503")
-    assert not await store.dead_letter("slow-worker", slow.lease, "400")
+    for late in (
+        Settlement.done(slow.lease),
+        Settlement.retry(slow.lease, clock.now, "503"),
+        Settlement.dead(slow.lease, "400"),
+        Settlement.release(slow.lease),
+    ):
+        assert await store.settle("slow-worker", [late]) == set()
     assert await store.renew("slow-worker", [row_id], 5) == set()
     record = await store.get(row_id)
     assert record is not None and record.lease_owner == "fresh-worker"
     assert await store.settle("fresh-worker", [Settlement.dead(fresh.lease, "400")]) == {row_id}
     # And the fresh worker's outcome is final: a second one is refused as well.
-    assert not await store.complete("fresh-worker", fresh.lease)
+    assert await store.settle("fresh-worker", [Settlement.done(fresh.lease)]) == set()
     assert await state(store, row_id) is State.DEAD
 
 
@@ -218,15 +236,15 @@ async def test_a_stale_attempt_of_the_same_owner_is_rejected(
     clock.advance(6)
     await store.reclaim_expired()
     [second] = await store.claim("w", 1, 5)
-    assert not await store.complete("w", first.lease)
-    assert await store.complete("w", second.lease)
+    assert await store.settle("w", [Settlement.done(first.lease)]) == set()
+    assert await store.settle("w", [Settlement.done(second.lease)]) == {row_id}
     assert second.lease == Lease(row_id, 2)
 
 
 async def test_release_returns_rows_without_an_outcome(store: SqlOutboxStore) -> None:
     ids = await enqueue(store, msg("a1"), msg("a2"))
     claimed = await store.claim("w", 10, 30)
-    assert await store.release("w", [m.lease for m in claimed]) == set(ids)
+    assert await store.settle("w", [Settlement.release(m.lease) for m in claimed]) == set(ids)
     again = await store.claim("w", 10, 30)
     assert sorted(m.id for m in again) == ids and all(m.attempt == 2 for m in again)
 
@@ -241,34 +259,22 @@ async def test_stats_dead_letters_and_redrive_all(
                    idempotency_key="b1"),
     )
     claimed = {m.id: m for m in await store.claim("w", 3, 30)}
-    for i in ids[:2]:
-        assert await store.dead_letter("w", claimed[i].lease, "permanent: 400")
+    dead = [Settlement.dead(claimed[i].lease, "permanent: 400") for i in ids[:2]]
+    assert await store.settle("w", dead) == set(ids[:2])
     clock.advance(30)
     stats = await store.stats()
     assert stats.by_state == {"pending": 3, "leased": 1, "done": 0, "dead": 2}
     assert stats.by_target["pos"] == {"pending": 2, "leased": 1, "done": 0, "dead": 2}
     assert stats.by_target["delo"]["pending"] == 1
     assert stats.oldest_pending_age_s == pytest.approx(30, abs=1)
-    page = await store.list_dead(limit=1)
+    page = await store.list_messages(State.DEAD, limit=1)
     assert [r.id for r in page] == ids[:1]
-    assert [r.id for r in await store.list_dead(limit=10, after_id=page[0].id)] == ids[1:2]
-    assert await store.list_dead(target="delo") == []
+    rest = await store.list_messages(State.DEAD, limit=10, after_id=page[0].id)
+    assert [r.id for r in rest] == ids[1:2]
+    assert await store.list_messages(State.DEAD, target="delo") == []
     assert await store.redrive_all_dead(target="delo") == 0
     assert await store.redrive_all_dead() == 2
     assert (await store.stats()).by_state["dead"] == 0
-
-
-async def test_purge_removes_only_old_finished_rows(
-    store: SqlOutboxStore, clock: ManualClock
-) -> None:
-    old, recent, pending = await enqueue(store, msg("a1"), msg("a2"), msg("a3"))
-    claimed = {m.id: m for m in await store.claim("w", 2, 30)}
-    await store.complete("w", claimed[old].lease)
-    clock.advance(100)
-    await store.complete("w", claimed[recent].lease)
-    assert await store.purge_done(50) == 1
-    assert await store.get(old) is None
-    assert await store.get(recent) is not None and await store.get(pending) is not None
 
 
 async def test_listeners_wake_when_rows_commit_not_before(store: SqlOutboxStore) -> None:
@@ -323,7 +329,7 @@ async def test_replicas_never_run_a_row_twice_at_once(
     settings = DispatcherSettings(
         batch_size=20, concurrency=16, lease_s=5, poll_interval_s=0.02, reclaim_every_s=0.1
     )
-    engines = [open_engine(db_url, pool_size=10) for _ in range(replicas)]
+    engines = [create_engine(db_url, pool_size=10) for _ in range(replicas)]
     dispatchers = [
         Dispatcher(
             store_for(e),
@@ -398,8 +404,10 @@ async def test_worker_processes_on_postgres_never_run_a_row_twice_at_once(
             ),
         )
     total = len(keys) * len(ACTIONS)
+    # A few connections each: test runs at once share the server's max_connections.
     workers = [
-        spawn_worker(postgres_url, "--fail-rate", "0.1", "--work", "0.01", "--lease", "5")
+        spawn_worker(postgres_url, "--fail-rate", "0.1", "--work", "0.01", "--lease", "5",
+                     "--concurrency", "8", "--batch", "16")
         for _ in range(3)
     ]
     try:

@@ -24,7 +24,7 @@ from gateway.domain.appeal import (
 )
 from gateway.domain.ports import ExternalRef, ExternalUpdate
 from gateway.domain.route import PosTarget, Route, TargetSystem
-from outbox.errors import Permanent, Transient
+from outbox import Permanent, Transient
 
 MSK = timezone(timedelta(hours=3))
 TOKEN = "test-token"

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from gateway.domain.appeal import AppealStatus
 from gateway.domain.ports import ExternalRef
 from gateway.storage.tables import appeal_status_history, appeals, audit_log
-from outbox.errors import Permanent
+from outbox import Permanent
 from tests.conftest import OPERATOR, RunningApi, StartApi, valid_call
 
 

@@ -34,7 +34,7 @@ from gateway.domain.appeal import (
     Urgency,
 )
 from gateway.domain.route import DeloTarget, Route, TargetSystem
-from outbox.errors import Ambiguous, HandlerOutcome, Permanent, Transient
+from outbox import Ambiguous, HandlerOutcome, Permanent, Transient
 
 BASE = "http://delo.test/"
 LOGIN = BASE + wire.LOGIN_PATH

@@ -12,14 +12,21 @@ import structlog
 import tenacity
 from prometheus_client import generate_latest
 
-from outbox.dispatcher import Dispatcher, DispatcherSettings
-from outbox.errors import Permanent, Transient
-from outbox.handlers import Handlers, Registration
-from outbox.leases import Lease
-from outbox.metrics import OutboxMetrics
-from outbox.retry import RetryPolicy
-from outbox.schema import State
-from outbox.store import Message, NewMessage
+from outbox import (
+    Dispatcher,
+    DispatcherSettings,
+    Handlers,
+    Lease,
+    Message,
+    NewMessage,
+    OutboxMetrics,
+    Permanent,
+    Registration,
+    RetryPolicy,
+    Settlement,
+    State,
+    Transient,
+)
 from outbox.testing import InMemoryStore, ManualClock
 
 FAST = DispatcherSettings(batch_size=10, concurrency=8, lease_s=30.0, poll_interval_s=0.01)
@@ -158,7 +165,7 @@ async def test_permanent_failure_is_dead_lettered_and_redrive_runs_it_again() ->
     [row_id] = await store.enqueue(None, [msg("a1")])
     dispatcher = Dispatcher(store, handlers_for(handler), settings=FAST)
     await dispatcher.drain()
-    [dead] = await store.list_dead()
+    [dead] = await store.list_messages(State.DEAD)
     assert dead.id == row_id and dead.attempts == 1
     assert dead.last_error is not None and "category not allowed" in dead.last_error
     fixed = True
@@ -326,8 +333,9 @@ async def test_a_lost_lease_cancels_the_handler_and_its_late_outcome_is_refused(
     assert taken.attempt == lease_attempt + 1
     row = store.rows[row_id]
     assert row.state is State.LEASED and row.lease_owner == "other-replica"
-    assert not await store.complete(dispatcher.owner, Lease(row_id, lease_attempt))
-    assert await store.complete("other-replica", taken.lease)
+    stale_outcome = Settlement.done(Lease(row_id, lease_attempt))
+    assert await store.settle(dispatcher.owner, [stale_outcome]) == set()
+    assert await store.settle("other-replica", [Settlement.done(taken.lease)]) == {row_id}
 
 
 async def test_rows_whose_earlier_attempts_never_finished_are_dead_lettered() -> None:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from adapters.http_outcomes import Verdict, status_outcome, status_verdict, transport_outcome
-from outbox.errors import Ambiguous, Permanent, Transient
+from outbox import Ambiguous, Permanent, Transient
 
 
 @pytest.mark.parametrize(("status", "write", "verdict"), [

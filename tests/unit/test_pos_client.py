@@ -32,7 +32,7 @@ from gateway.domain.appeal import (
     Urgency,
 )
 from gateway.domain.route import PosTarget, Route, TargetSystem
-from outbox.errors import Ambiguous, Permanent, Transient
+from outbox import Ambiguous, Permanent, Transient
 
 BASE = "https://pos.example.test"
 TOKEN = "secret-token"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import tenacity
 
-from outbox.errors import Ambiguous, Permanent, Transient
-from outbox.retry import GiveUp, RetryAt, RetryPolicy, decide, describe
+from outbox import Ambiguous, GiveUp, Permanent, RetryAt, RetryPolicy, Transient, decide, describe
 
 NOW = 1_000_000.0
 

@@ -46,8 +46,7 @@ from gateway.services.planning import PlannedDeadlines
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
 from gateway.services.unit_of_work import AlreadyStored, NewAppeal, PollerState
-from outbox.errors import Transient
-from outbox.store import Message
+from outbox import Message, Transient
 from tests.builders import POS_ROUTE, make_appeal
 from tests.fakes import FakeStorage
 

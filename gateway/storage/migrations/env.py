@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.storage.database import create_engine
 from gateway.storage.tables import metadata as gateway_metadata
-from outbox.schema import metadata as outbox_metadata
+from outbox import metadata as outbox_metadata
 
 target_metadata = [gateway_metadata, outbox_metadata]
 

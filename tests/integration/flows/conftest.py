@@ -50,8 +50,7 @@ from gateway.services import forwarding
 from gateway.services.polling import CycleResult
 from gateway.storage.migrate import upgrade
 from gateway.storage.tables import appeals, audit_log, deliveries
-from outbox.retry import RetryPolicy
-from outbox.schema import outbox_messages
+from outbox import RetryPolicy, outbox_messages
 
 API_TOKENS = "operator:op-token,delivery:dl-token,admin:ad-token"
 OPERATOR = {"Authorization": "Bearer op-token"}

@@ -9,7 +9,7 @@ import pytest
 import tenacity
 
 from gateway.services import forwarding
-from outbox.retry import RetryPolicy
+from outbox import RetryPolicy
 from tests.integration.flows.conftest import (
     ADMIN,
     APPLICANT,
