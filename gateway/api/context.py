@@ -14,6 +14,7 @@ from gateway.domain.ports import Clock
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
 from gateway.storage.database import Database
+from gateway.storage.readiness import WriteProbe
 from outbox.metrics import OutboxMetrics
 from outbox.store import OutboxStore
 
@@ -35,6 +36,8 @@ class ApiServices:
     max_body_bytes: int = 64 * 1024
     metrics: OutboxMetrics | None = None
     deliveries: DeliveryDesk | None = None
+    readiness: WriteProbe | None = None  # None: a probe with the default bounds
+    body_timeout_s: float = 30.0
 
 
 SERVICES_KEY = web.AppKey("services", ApiServices)
