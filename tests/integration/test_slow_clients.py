@@ -12,7 +12,7 @@ import contextlib
 import errno
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -80,6 +80,14 @@ async def closed_by_server(client: Client) -> bytes:
         client.writer.close()
 
 
+async def eventually(condition: Callable[[], bool]) -> None:
+    for _ in range(int(GENEROUS_S / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition did not come true")
+
+
 async def test_connections_with_an_unfinished_head_are_closed_and_others_still_served(
     migrated_sqlite_url: str,
 ) -> None:
@@ -143,16 +151,14 @@ async def test_connections_beyond_the_cap_are_refused_at_once(
         for _ in range(5):
             holders.append(await asyncio.open_connection(live.host, live.port))
             holders[-1][1].write(PARTIAL_HEAD)
-        while live.served.guards[0].open < 5:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: live.served.guards[0].open == 5)
 
         surplus = await open_partial(live, b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n")
         refused = await closed_by_server(surplus)
 
         for _, writer in holders:
             writer.close()
-        while live.served.guards[0].open > 0:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: live.served.guards[0].open == 0)
         async with httpx.AsyncClient(base_url=live.url, timeout=GENEROUS_S) as client:
             after = await client.get("/healthz")
 
