@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -123,6 +124,7 @@ async def _run(settings: Settings) -> int:
 
     try:
         if is_sqlite(settings.database_url):
+            _open_sqlite_file(settings.database_url)
             await upgrade_async(settings.database_url)
     except DATABASE_ERRORS as exc:
         raise SettingsError(database_unreachable(settings.database_url, exc)) from None
@@ -162,7 +164,20 @@ async def _run(settings: Settings) -> int:
 
 
 # What a database that is not there, not reachable or refusing us raises at start-up.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (OSError, SQLAlchemyError)
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (OSError, SQLAlchemyError, sqlite3.Error)
+
+
+def _open_sqlite_file(url: str) -> None:
+    """Opens the SQLite file once without aiosqlite: when it cannot be opened, aiosqlite's
+    worker thread outlives the event loop and prints a traceback of its own after ours."""
+    parsed = make_url(url)
+    if parsed.query or parsed.database in (None, "", ":memory:"):
+        return
+    connection = sqlite3.connect(parsed.database)
+    try:
+        connection.execute("PRAGMA schema_version")
+    finally:
+        connection.close()
 
 
 def database_unreachable(url: str, error: BaseException) -> str:
