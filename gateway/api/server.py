@@ -38,6 +38,9 @@ log = structlog.get_logger(__name__)
 # stalled client hold the connection that much longer.
 LINGERING_S = 2.0
 
+# The listen queue; asyncio also accepts up to this many connections in one go.
+BACKLOG = 128
+
 _HEAD_END = b"\r\n\r\n"
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
          b"Content-Length: 0\r\n\r\n")
@@ -46,14 +49,18 @@ _HEAD_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
 
 
 def connection_cap(configured: int) -> int:
-    """`configured`, or for 0 half the process's open-file limit (at most 1024): the rest
-    is for the database, the log and the adapters, and for refusing the surplus."""
+    """`configured`, or for 0 a share of the process's open-file limit (at most 1024).
+
+    asyncio accepts up to BACKLOG connections at once before any of them reaches the
+    guard, so those are kept free, and of the rest half: the other half is for the
+    database, the log and the adapters.
+    """
     if configured:
         return configured
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1024
-    return max(8, min(1024, soft // 2))
+    return max(8, min(1024, (soft - BACKLOG) // 2))
 
 
 class ConnectionGuard:
@@ -162,7 +169,7 @@ class _GuardedSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._guard.factory(server), self._host, self._port, backlog=self._backlog)
+            self._guard.factory(server), self._host, self._port, backlog=BACKLOG)
 
 
 class AcceptErrorFilter(logging.Filter):
