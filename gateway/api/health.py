@@ -31,17 +31,12 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    reason = await _probe(request.app).not_ready()
+    reason = await request.app[PROBE_KEY].not_ready()
     if reason is not None:
         log.warning("readyz.not_ready", reason=reason)
         return error_response(503, "not_ready", "Не готов / not ready",
                               headers={"Retry-After": str(RETRY_AFTER_S)})
     return json_response({"status": "ready"})
-
-
-def _probe(app: web.Application) -> WriteProbe:
-    probe = app.get(PROBE_KEY)
-    return probe if probe is not None else WriteProbe(app[SERVICES_KEY].db)
 
 
 def install_probe(app: web.Application, services: ApiServices) -> None:
