@@ -7,7 +7,6 @@ A bad setting stops start-up with a message that names it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -25,8 +24,11 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from config.errors import ConfigError
+from gateway.tokens import hash_token
 
 DEFAULT_CONFIG_FILE = Path("gateway.toml")
 ROLES = ("operator", "delivery", "admin")
@@ -45,6 +47,32 @@ class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A client that holds a connection without finishing its request is closed: slow or
+    # stalled clients must not pile up until the process runs out of file descriptors.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    keepalive_timeout_s: float = Field(default=15.0, gt=0)
+    max_connections: int = Field(default=0, ge=0)  # 0: half the open-file limit, at most 1024
+    accept_error_log_interval_s: float = Field(default=10.0, gt=0)
+
+
+class DatabaseSettings(BaseModel):
+    """Time bounds on the database, so a held lock is a quick 503 rather than a hang."""
+
+    statement_timeout_s: float = Field(default=30.0, ge=0)  # PostgreSQL; 0: no limit
+    lock_timeout_s: float = Field(default=5.0, ge=0)  # PostgreSQL; 0: no limit
+    connect_timeout_s: float = Field(default=5.0, gt=0)  # PostgreSQL
+    busy_timeout_s: float = Field(default=10.0, gt=0)  # SQLite: wait for the write lock
+    ready_timeout_s: float = Field(default=2.0, gt=0)  # /readyz: a write within this bound
+    min_free_mb: int = Field(default=64, ge=0)  # SQLite file: /readyz needs this much disk
+
+
+class MetricsSettings(BaseModel):
+    """/metrics: behind the admin token, or open on a listener of its own for the scraper."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: no separate listener
+    cache_s: float = Field(default=5.0, ge=0)  # outbox row counts are at most this old
 
 
 class HotlineSettings(BaseModel):
@@ -116,7 +144,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite+aiosqlite:///./gateway.db"
+    database: DatabaseSettings = DatabaseSettings()
     http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
     api_tokens: SecretStr | None = None  # "role:token,role:token"
     routing_file: Path | None = None
     topics_file: Path | None = None
@@ -205,12 +235,14 @@ def parse_api_tokens(raw: str) -> dict[str, str]:
             raise ValueError("each entry must be role:token")
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-        hashed[hash_token(token.strip())] = role
+        hashed_token = hash_token(token.strip())
+        earlier = hashed.get(hashed_token)
+        if earlier is not None and earlier != role:
+            # Whichever role won, a holder of one role would act as the other.
+            raise ValueError(f"one token is given to two roles ({earlier} and {role}); "
+                             "each role needs a token of its own")
+        hashed[hashed_token] = role
     return hashed
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _secret_keys_in(data: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -241,10 +273,14 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
         secrets = _secret_keys_in(data)
+        if _has_password(data.get("database_url")):
+            secrets.append("database_url")
         if secrets:
+            names = sorted(secrets)
+            envs = ", ".join("GATEWAY_" + name.replace(".", "__").upper() for name in names)
             raise SettingsError(
-                f"config file {path} holds secrets ({', '.join(sorted(secrets))}); "
-                "give them by environment variable (e.g. GATEWAY_API_TOKENS) "
+                f"config file {path} holds secrets ({', '.join(names)}); "
+                f"give them by environment variable ({envs}) "
                 "or in the secrets directory"
             )
     secrets_dir = secrets_dir or _env_path("GATEWAY_SECRETS_DIR")
@@ -254,6 +290,16 @@ def load_settings(
         return Settings(**data)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, path)) from None
+
+
+def _has_password(url: Any) -> bool:
+    """A database URL with a password in it is a secret like any other."""
+    if not isinstance(url, str):
+        return False
+    try:
+        return bool(make_url(url).password)
+    except ArgumentError:
+        return "@" in url.partition("://")[2]  # unparseable: refuse if it may hold one
 
 
 def _env_path(name: str) -> Path | None:

@@ -41,7 +41,8 @@ from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
-from gateway.storage.database import create_engine
+from gateway.storage.database import Timeouts, create_engine
+from gateway.storage.readiness import WriteProbe
 from gateway.storage.unit_of_work import SqlStorage
 from outbox import (
     Dispatcher,
@@ -104,7 +105,10 @@ def bootstrap(
     adapters: Adapters | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Gateway:
-    engine = engine or create_engine(settings.database_url)
+    limits = settings.database
+    engine = engine or create_engine(settings.database_url, timeouts=Timeouts(
+        statement_s=limits.statement_timeout_s, lock_s=limits.lock_timeout_s,
+        connect_s=limits.connect_timeout_s, busy_s=limits.busy_timeout_s))
     clock = clock or SystemClock()
     outbox = outbox if outbox is not None else store_for(engine)
     if routes is None or deadlines is None:
@@ -123,7 +127,7 @@ def bootstrap(
         mailer=adapters.mailer, letters=adapters.letters,
         request_answer_due=deadlines.request_answer_due,
     )
-    metrics = OutboxMetrics(registry or CollectorRegistry())
+    metrics = OutboxMetrics(registry or CollectorRegistry(), max_age_s=settings.metrics.cache_s)
     dispatcher = Dispatcher(
         outbox, Handlers(forwarding.registrations()),
         settings=DispatcherSettings(
@@ -159,6 +163,9 @@ def bootstrap(
             version=gateway.__version__, max_body_bytes=settings.http.max_body_bytes,
             outbox=outbox, outbox_admin=OutboxAdmin(outbox, storage, clock),
             zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
+            readiness=WriteProbe(engine, outbox.transaction, timeout_s=limits.ready_timeout_s,
+                                 min_free_bytes=limits.min_free_mb * 1024 * 1024),
+            body_timeout_s=settings.http.body_timeout_s,
         ),
         tokens,
     )

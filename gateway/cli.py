@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.errors import AdapterError
 from config.errors import ConfigError
@@ -121,11 +123,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings) -> int:
+    from gateway.api.context import SERVICES_KEY
+    from gateway.api.health import metrics_app
+    from gateway.api.server import serve
     from gateway.bootstrap import bootstrap
     from gateway.storage.migrate import SchemaOutdated, ensure_current, upgrade_async
 
-    if is_sqlite(settings.database_url):
-        await upgrade_async(settings.database_url)
+    try:
+        if is_sqlite(settings.database_url):
+            _open_sqlite_file(settings.database_url)
+            await upgrade_async(settings.database_url)
+    except DATABASE_ERRORS as exc:
+        raise SettingsError(database_unreachable(settings.database_url, exc)) from None
     gateway = bootstrap(settings)
     try:
         if not is_sqlite(settings.database_url):
@@ -134,24 +143,55 @@ async def _run(settings: Settings) -> int:
             except SchemaOutdated as exc:
                 log.error("gateway.schema_outdated", message=str(exc))
                 return EXIT_CONFIG
-        runner = web.AppRunner(gateway.app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
+            except DATABASE_ERRORS as exc:
+                raise SettingsError(database_unreachable(settings.database_url, exc)) from None
+        try:
+            served = await serve(gateway.app, settings.http, settings.metrics,
+                                 metrics_app(gateway.app[SERVICES_KEY]))
+        except OSError as exc:  # the port is taken, or the address is not this host's
+            raise SettingsError(
+                f"cannot listen where GATEWAY_HTTP__HOST/PORT (or GATEWAY_METRICS__HOST/"
+                f"PORT) say: {type(exc).__name__}: {exc.strerror or exc}") from None
         await gateway.daemon.start()
         if not settings.api_tokens:
             log.warning("auth.no_tokens", hint="set GATEWAY_API_TOKENS=role:token,...; every "
                         "protected call answers 401 until then")
         log.info("gateway.started", listen=f"http://{settings.http.host}:{settings.http.port}",
+                 metrics=(f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
+                          if settings.metrics.port else "admin token on the API port"),
                  database=settings.database_url.split("://", 1)[0])
         await _until_signalled()
         log.info("gateway.stopping")
         await gateway.daemon.stop()
-        await runner.cleanup()
+        await served.close()
         log.info("gateway.stopped")
         return 0
     finally:
         await gateway.close()
+
+
+# What a database that is not there, not reachable or refusing us raises at start-up.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (OSError, SQLAlchemyError, sqlite3.Error)
+
+
+def _open_sqlite_file(url: str) -> None:
+    """Opens the SQLite file once without aiosqlite: when it cannot be opened, aiosqlite's
+    worker thread outlives the event loop and prints a traceback of its own after ours."""
+    parsed = make_url(url)
+    if parsed.query or parsed.database in (None, "", ":memory:"):
+        return
+    connection = sqlite3.connect(parsed.database)
+    try:
+        connection.execute("PRAGMA schema_version")
+    finally:
+        connection.close()
+
+
+def database_unreachable(url: str, error: BaseException) -> str:
+    """One line for the operator: the setting and the error class, never the password."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    return (f"cannot use the database of GATEWAY_DATABASE_URL ({shown}): "
+            f"{type(error).__name__}")
 
 
 async def _until_signalled() -> None:

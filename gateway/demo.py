@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 from aiohttp import web
@@ -25,6 +25,9 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from gateway.storage.database import is_sqlite
+
+if TYPE_CHECKING:
+    from gateway.api.server import Served
 
 
 @dataclass
@@ -89,6 +92,9 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
     from adapters.delo.simulator import create_app as delo_app
     from adapters.email.sink import start_sink
     from adapters.pos.simulator import PosSimulatorSettings, start_simulator
+    from gateway.api.context import SERVICES_KEY
+    from gateway.api.health import metrics_app
+    from gateway.api.server import serve
     from gateway.bootstrap import bootstrap
     from gateway.storage.migrate import ensure_current, upgrade_async
 
@@ -121,12 +127,12 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
     if is_sqlite(settings.database_url):
         await upgrade_async(settings.database_url)
     gateway = bootstrap(settings)
-    runner = web.AppRunner(gateway.app, access_log=None, handle_signals=False)
+    served: Served | None = None
     try:
         if not is_sqlite(settings.database_url):
             await ensure_current(gateway.engine)
-        await runner.setup()
-        await web.TCPSite(runner, settings.http.host, settings.http.port).start()
+        served = await serve(gateway.app, settings.http, settings.metrics,
+                             metrics_app(gateway.app[SERVICES_KEY]))
         await gateway.daemon.start()
         base = f"http://{settings.http.host}:{settings.http.port}"
         _print_intro(out, base, admin_token, operator_token, pos_sim.url, delo_url, sink.port)
@@ -137,7 +143,8 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
         return 0 if ok else 1
     finally:
         await gateway.daemon.stop()
-        await runner.cleanup()
+        if served is not None:
+            await served.close()
         await gateway.engine.dispose()
         await pos_sim.close()
         await delo_runner.cleanup()

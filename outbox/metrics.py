@@ -3,13 +3,17 @@
 Counters and the latency histogram are updated by the dispatcher as rows move. Row counts
 by state come from the store: the database is the truth shared by all replicas, so the
 gauge is a snapshot refreshed by `refresh(store)` (call it from the /metrics handler or a
-periodic task) rather than a number each process would keep for itself. Labels are
-target and action only: bounded, and nothing personal.
+periodic task) rather than a number each process would keep for itself. The snapshot is
+a GROUP BY over the whole outbox, so /metrics calls `refresh_if_stale`: at most one per
+`max_age_s`, however many scrapers there are. Labels are target and action only: bounded,
+and nothing personal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -52,8 +56,18 @@ class _RowsCollector(Collector):
 class OutboxMetrics:
     """The outbox's metrics. Pass the gateway's registry, or expose `.registry`."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        max_age_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._refreshed_at: float | None = None
+        self._refreshing = asyncio.Lock()
         labels = ["target", "action"]
         self.claimed = Counter(
             "outbox_claimed", "Rows claimed by this process", labels, registry=self.registry
@@ -96,4 +110,12 @@ class OutboxMetrics:
         """Read row counts from the store into the gauges; returns them too."""
         stats = await store.stats()
         self.observe_stats(stats)
+        self._refreshed_at = self._clock()
         return stats
+
+    async def refresh_if_stale(self, store: OutboxStore) -> None:
+        """Refresh when the snapshot is older than `max_age_s`; concurrent scrapes share
+        one refresh."""
+        async with self._refreshing:
+            if self._refreshed_at is None or self._clock() - self._refreshed_at >= self._max_age_s:
+                await self.refresh(store)

@@ -12,8 +12,10 @@ from aiohttp.typedefs import Handler
 
 from gateway.api import admin, calls, deliveries, health
 from gateway.api.auth import TOKENS_KEY, TokenBook
+from gateway.api.bodies import read_body
 from gateway.api.context import SERVICES_KEY, ApiServices
-from gateway.api.errors import ApiError, ClientDisconnected, error_response
+from gateway.api.errors import ApiError, ClientDisconnected, error_response, unavailable_response
+from gateway.storage.database import unavailable_reason
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +65,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 async def _as_api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if not await _body_arrived(request):
+            return _body_timed_out()
         return await handler(request)
     except ApiError as exc:
         return exc.response()
@@ -80,6 +84,12 @@ async def _as_api_errors(request: web.Request, handler: Handler) -> web.StreamRe
             return error_response(exc.status, code, exc.reason)
         raise
     except Exception as exc:
+        reason = unavailable_reason(exc)
+        if reason is not None:
+            # The database's state, not a bug: the client may retry; no traceback.
+            log.warning("http.database_unavailable", reason=reason,
+                        error_type=type(exc).__name__)
+            return unavailable_response()
         log.error("http.unhandled", error_type=type(exc).__name__, exc_info=True)
         return error_response(500, "internal",
                               "Внутренняя ошибка; сообщите администратору номер запроса "
@@ -91,6 +101,31 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+async def _body_arrived(request: web.Request) -> bool:
+    """Reads the body within the body timeout; False when the client stalled.
+
+    aiohttp waits for a body as long as the client keeps the connection open, and a
+    handler awaiting `request.json()` waits with it. Read here under a bound, the body is
+    kept by the request for the handler. Multipart bodies are left to stream.
+    """
+    if not request.body_exists or request.content_type.startswith("multipart/"):
+        return True
+    try:
+        async with asyncio.timeout(request.app[SERVICES_KEY].body_timeout_s):
+            await read_body(request)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _body_timed_out() -> web.Response:
+    response = error_response(408, "request_timeout",
+                              "Тело запроса не получено вовремя / the request body did not "
+                              "arrive in time")
+    response.force_close()  # the rest of the body may still come: drop the connection
+    return response
+
+
 def build_app(services: ApiServices, hashed_tokens: dict[str, str]) -> web.Application:
     app = web.Application(
         client_max_size=services.max_body_bytes,
@@ -98,6 +133,7 @@ def build_app(services: ApiServices, hashed_tokens: dict[str, str]) -> web.Appli
     )
     app[SERVICES_KEY] = services
     app[TOKENS_KEY] = TokenBook(hashed_tokens)
+    health.install_probe(app, services)
     app.add_routes(health.routes)
     app.add_routes(calls.routes)
     app.add_routes(deliveries.routes)

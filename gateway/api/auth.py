@@ -8,8 +8,8 @@ from functools import wraps
 
 from aiohttp import web
 
-from config.settings import hash_token
 from gateway.api.errors import ApiError
+from gateway.tokens import hash_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

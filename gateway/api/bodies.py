@@ -19,13 +19,14 @@ from gateway.api.wire import field_errors
 Model = TypeVar("Model", bound=BaseModel)
 
 
-async def read_json(request: web.Request) -> Any:
-    """The body as JSON, with 413 and 422 the way the contract says."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body: 413 over the limit, 422 when it cannot be decoded, and a client that
+    hung up is `ClientDisconnected`. The request keeps it, so reading again is free."""
     limit = request.app[SERVICES_KEY].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
-        raw = await request.read()
+        return await request.read()
     except web.RequestPayloadError:
         # Undecodable: nothing more is read from it, and the connection closes after the answer.
         request.content.feed_eof()
@@ -34,6 +35,11 @@ async def read_json(request: web.Request) -> Any:
         raise error from None
     except ConnectionResetError:
         raise ClientDisconnected() from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON, with 413 and 422 the way the contract says."""
+    raw = await read_body(request)
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

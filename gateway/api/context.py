@@ -15,6 +15,7 @@ from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.unit_of_work import Storage
+from gateway.storage.readiness import WriteProbe
 from outbox import OutboxMetrics, OutboxStore
 
 
@@ -32,10 +33,12 @@ class ApiServices:
     version: str
     outbox: OutboxStore
     outbox_admin: OutboxAdmin
+    readiness: WriteProbe
     zone_of: Callable[[str], tzinfo]
     max_body_bytes: int = 64 * 1024
     metrics: OutboxMetrics | None = None
     deliveries: DeliveryDesk | None = None
+    body_timeout_s: float = 30.0
 
 
 SERVICES_KEY = web.AppKey("services", ApiServices)

@@ -7,6 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
+# Seconds a client is told to wait when the database is busy or away: a lock or a
+# timeout clears in seconds, and a sooner retry would only add to the queue.
+RETRY_AFTER_S = 5
+
 
 class ApiError(Exception):
     def __init__(
@@ -50,3 +54,15 @@ def json_response(
 ) -> web.Response:
     """JSON in UTF-8 as it reads, not as \\u escapes: operators read these bodies too."""
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+def unavailable_response() -> web.Response:
+    """503 for a database that is locked, timed out, read-only, full or unreachable.
+
+    Says nothing about which: that is for the log and the admin, not the caller.
+    """
+    return error_response(
+        503, "unavailable",
+        "База данных временно недоступна, повторите позже "
+        "/ the database is busy or unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_S)})

@@ -10,10 +10,10 @@ import pytest
 from config.settings import (
     Settings,
     SettingsError,
-    hash_token,
     load_settings,
     parse_api_tokens,
 )
+from gateway.tokens import hash_token
 
 
 @pytest.fixture(autouse=True)
@@ -371,3 +371,77 @@ timezone = "Europe/Ulyanovsk"
 
     assert str(settings.zone_of("122")) == "Europe/Ulyanovsk"
     assert str(settings.zone_of("unknown")) == "Europe/Moscow"
+
+
+# --- issue 12: secrets in the database URL, shared tokens, operating limits ------------
+
+
+def test_a_database_url_with_a_password_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, 'database_url = "postgresql+asyncpg://gw:pg-s3cret@db.example/gw"\n')
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(path)
+
+    message = str(refused.value)
+    assert "database_url" in message
+    assert "GATEWAY_DATABASE_URL" in message
+    assert "secrets directory" in message
+    assert "pg-s3cret" not in message
+
+
+def test_a_database_url_without_a_password_may_stay_in_the_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, 'database_url = "postgresql+asyncpg://gw@db.example/gw"\n')
+
+    assert load_settings(path).database_url == "postgresql+asyncpg://gw@db.example/gw"
+
+
+def test_a_database_url_with_a_password_comes_from_the_secrets_directory(
+    tmp_path: Path,
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "gateway_database_url").write_text(
+        "postgresql+asyncpg://gw:pw@db.example/gw", encoding="utf-8")
+
+    settings = load_settings(secrets_dir=secrets)
+
+    assert settings.database_url == "postgresql+asyncpg://gw:pw@db.example/gw"
+
+
+def test_one_token_for_two_roles_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_API_TOKENS", "operator:shared-t0ken,admin:shared-t0ken")
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+
+    message = str(refused.value)
+    assert "GATEWAY_API_TOKENS" in message
+    assert "two roles" in message
+    assert "shared-t0ken" not in message
+
+
+def test_the_same_token_twice_for_one_role_is_harmless() -> None:
+    assert parse_api_tokens("operator:t,operator:t") == {hash_token("t"): "operator"}
+
+
+def test_operating_limits_have_defaults_and_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = load_settings()
+    monkeypatch.setenv("GATEWAY_DATABASE__LOCK_TIMEOUT_S", "1.5")
+    monkeypatch.setenv("GATEWAY_HTTP__HEADER_TIMEOUT_S", "3")
+    monkeypatch.setenv("GATEWAY_METRICS__PORT", "9464")
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", "sqlite+aiosqlite:///./other.db")
+
+    settings = load_settings()
+
+    assert (defaults.database.statement_timeout_s, defaults.database.lock_timeout_s) == (30, 5)
+    assert defaults.http.header_timeout_s == 10
+    assert defaults.metrics.port is None and defaults.metrics.cache_s == 5
+    assert settings.database.lock_timeout_s == 1.5
+    assert settings.database_url == "sqlite+aiosqlite:///./other.db"
+    assert settings.http.header_timeout_s == 3
+    assert settings.metrics.port == 9464
