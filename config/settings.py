@@ -98,6 +98,9 @@ class PosSettings(BaseModel):
     # Each poll cycle re-reads this far back: a change committed late upstream carries an
     # updated_at older than changes already read. Re-reads are idempotent.
     overlap_s: float = Field(default=60.0, ge=0)
+    # Every this often, each open appeal's message is read one by one: the backstop for a
+    # change committed later than the overlap window (one request per open appeal). 0: off.
+    reconcile_interval_s: float = Field(default=86_400.0, ge=0)
 
 
 class DeloSettings(BaseModel):

@@ -30,6 +30,7 @@ from gateway.domain.ports import (
     DeliveryConfirmer,
     LetterComposer,
     Mailer,
+    RecordReader,
     Registrar,
     StatusSource,
 )
@@ -65,6 +66,7 @@ class Adapters:
     registrars: dict[str, Registrar] = field(default_factory=dict)
     confirmers: dict[str, DeliveryConfirmer] = field(default_factory=dict)
     sources: dict[str, StatusSource] = field(default_factory=dict)
+    readers: dict[str, RecordReader] = field(default_factory=dict)
     mailer: Mailer | None = None
     letters: LetterComposer | None = None
     closers: list[Closer] = field(default_factory=list)
@@ -143,6 +145,8 @@ def bootstrap(
         system: Poller(
             system, source, storage, clock, zone_of=settings.zone_of,
             interval_s=_poll_interval(settings, system), page_size=_page_size(settings, system),
+            reader=adapters.readers.get(system),
+            reconcile_every_s=settings.pos.reconcile_interval_s if system == "pos" else 0.0,
         )
         for system, source in adapters.sources.items()
     }
@@ -151,7 +155,8 @@ def bootstrap(
     loops.append(("sla", sla))
     daemon = Daemon(dispatcher, loops, adapters.closers)
 
-    status = StatusReport(storage, outbox, clock, gateway.__version__, tuple(pollers))
+    status = StatusReport(storage, outbox, clock, gateway.__version__,
+                          {name: poller.health for name, poller in pollers.items()})
     desk = DeliveryDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
                         settings.zone_of)
     tokens = (
@@ -197,6 +202,7 @@ def build_adapters(settings: Settings) -> Adapters:
 
         pos = pos_factory.build(settings.pos)
         built.registrars["pos"] = built.confirmers["pos"] = built.sources["pos"] = pos
+        built.readers["pos"] = pos
         built.closers.append(pos.aclose)
     else:
         log.warning("pos.not_configured", hint="set GATEWAY_POS__BASE_URL and "

@@ -86,7 +86,8 @@ class PostgresOutboxStore(SqlOutboxStore):
                     WHERE m.state = 'pending' AND m.available_at <= {now}
                       AND m.id = (SELECT min(p.id) FROM outbox_messages AS p
                                    WHERE p.ordering_key = m.ordering_key
-                                     AND p.state <> 'done')
+                                     AND p.state <> 'done'
+                                     AND p.state <> 'cancelled')
                     ORDER BY m.available_at, m.id
                     LIMIT :limit
                       FOR UPDATE OF m SKIP LOCKED))

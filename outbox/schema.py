@@ -30,6 +30,12 @@ class State(StrEnum):
     LEASED = "leased"
     DONE = "done"
     DEAD = "dead"
+    # Made moot by a later event (the answer reached the citizen another way): finished,
+    # never run, and no longer holding back its appeal's later rows.
+    CANCELLED = "cancelled"
+
+
+FINISHED = (State.DONE, State.CANCELLED)
 
 
 outbox_messages = Table(

@@ -151,6 +151,22 @@ class SqlOutboxStore(OutboxStore):
 
     # -- enqueue -----------------------------------------------------------------------
 
+    async def cancel(self, conn: AsyncConnection, idempotency_keys: Sequence[str],
+                     reason: str) -> int:
+        if not idempotency_keys:
+            return 0
+        now = self.app_now()
+        result = await conn.execute(
+            update(_t)
+            .where(_t.c.idempotency_key.in_(sorted(set(idempotency_keys))),
+                   _t.c.state.in_([State.PENDING.value, State.DEAD.value]))
+            .values(state=State.CANCELLED.value, last_error=clip_reason(reason),
+                    finished_at=now, updated_at=now))
+        if result.rowcount:
+            # A cancelled head frees its appeal's later rows: let dispatchers look again.
+            await self._after_enqueue(conn)
+        return int(result.rowcount or 0)
+
     async def enqueue(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> list[int]:
         if not messages:
             return []

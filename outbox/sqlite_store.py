@@ -54,7 +54,9 @@ class SQLiteOutboxStore(SqlOutboxStore):
         # keeps the plan an ordered index walk that stops after `limit` rows.
         head_of_key = (
             select(func.min(p.c.id))
-            .where(p.c.ordering_key == m.c.ordering_key, p.c.state != State.DONE.value)
+            # Written term by term so SQLite sees the partial index's `state <> 'done'`.
+            .where(p.c.ordering_key == m.c.ordering_key, p.c.state != State.DONE.value,
+                   p.c.state != State.CANCELLED.value)
             .scalar_subquery()
         )
         return (

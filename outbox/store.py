@@ -30,6 +30,13 @@ class OutboxStore(abc.ABC):
     """The outbox's storage. All methods but `enqueue` run their own short transaction."""
 
     @abc.abstractmethod
+    async def cancel(self, conn: AsyncConnection, idempotency_keys: Sequence[str],
+                     reason: str) -> int:
+        """Inside the caller's transaction: rows with these keys that have not run (pending)
+        or were given up (dead) become cancelled with the reason; how many did. A leased row
+        is left to finish: its handler re-checks whether it is still needed."""
+
+    @abc.abstractmethod
     async def enqueue(self, conn: AsyncConnection, messages: Sequence[NewMessage]) -> list[int]:
         """Insert rows inside the caller's transaction, so they commit with its state change.
 

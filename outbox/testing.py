@@ -26,7 +26,7 @@ from outbox.messages import (
     Verdict,
     clip_reason,
 )
-from outbox.schema import State
+from outbox.schema import FINISHED, State
 from outbox.store import OutboxStore
 
 
@@ -65,6 +65,19 @@ class InMemoryStore(OutboxStore):
         self.rows[new.id] = new
         return new
 
+    async def cancel(self, conn: object, idempotency_keys: Sequence[str], reason: str) -> int:
+        now = self.clock()
+        cancelled = 0
+        for row in list(self.rows.values()):
+            if row.idempotency_key in idempotency_keys and row.state in (State.PENDING,
+                                                                          State.DEAD):
+                self._put(row, state=State.CANCELLED, last_error=reason, finished_at=now,
+                          updated_at=now)
+                cancelled += 1
+        if cancelled:
+            self._wake()
+        return cancelled
+
     async def enqueue(self, conn: object, messages: Sequence[NewMessage]) -> list[int]:
         now = self.clock()
         ids = []
@@ -97,7 +110,7 @@ class InMemoryStore(OutboxStore):
         return any(
             other.ordering_key == row.ordering_key
             and other.id < row.id
-            and other.state is not State.DONE
+            and other.state not in FINISHED
             for other in self.rows.values()
         )
 

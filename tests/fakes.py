@@ -18,7 +18,7 @@ from types import TracebackType
 
 from gateway.domain.appeal import Appeal, AppealStatus, DeliveryRecord, StatusChange
 from gateway.domain.ports import Clock
-from gateway.domain.status import UNANSWERED, UNDELIVERED
+from gateway.domain.status import OPEN_UPSTREAM, UNANSWERED, UNDELIVERED
 from gateway.services.unit_of_work import (
     AlreadyStored,
     AppealPage,
@@ -103,6 +103,13 @@ class FakeAppeals:
                 if (a.hotline, a.journal_id) == (hotline, journal_id) or (
                     idempotency_key is not None
                     and self._storage.keys.get(a.id) == idempotency_key)]
+
+    async def open_records(self, system: str, after_id: str | None,
+                           limit: int) -> list[tuple[str, str]]:
+        found = sorted((a.id, a.external.id) for a in self._storage.appeals.values()
+                       if a.external is not None and a.external.system == system
+                       and a.status in OPEN_UPSTREAM and (after_id is None or a.id > after_id))
+        return found[:limit]
 
     async def ids_to_mark_overdue(self, now: datetime, limit: int) -> list[str]:
         found = [a for a in self._storage.appeals.values()
@@ -230,6 +237,7 @@ class FakeUnitOfWork(UnitOfWork):
         storage.deliveries.extend(changes.deliveries)
         storage.audit.extend(changes.audit)
         storage.messages.extend(changes.messages)
+        storage.cancelled.extend(changes.cancelled)
         storage.cursors.update(self.cursors.pending)
         storage.commits += 1
         self.committed = True
@@ -266,6 +274,7 @@ class FakeStorage:
         self.deliveries: list[tuple[str, DeliveryRecord, datetime]] = []
         self.audit: list[AuditEntry] = []
         self.messages: list[NewMessage] = []
+        self.cancelled: list[str] = []
         self.failing_commits: list[BaseException | None] = []
         self.commits = 0
 

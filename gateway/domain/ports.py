@@ -97,6 +97,13 @@ class StatusSource(Protocol):
     async def fetch_updates(self, cursor: str | None, limit: int) -> UpdatesPage: ...
 
 
+class RecordReader(Protocol):
+    """Reads one record's current state by its id: the periodic reconciliation's way to
+    catch a change the cursor missed (committed upstream later than the overlap window)."""
+
+    async def get_update(self, external_id: str) -> ExternalUpdate | None: ...
+
+
 class DeliveryConfirmer(Protocol):
     """Tells the target system how the answer reached the applicant."""
 

@@ -49,6 +49,10 @@ READY_FOR_DELIVERY = frozenset({AppealStatus.ANSWER_READY, AppealStatus.ANSWER_S
 UNANSWERED = frozenset({AppealStatus.ACCEPTED, AppealStatus.REGISTERED,
                         AppealStatus.IN_PROGRESS, AppealStatus.FAILED})
 UNDELIVERED = UNANSWERED | {AppealStatus.ANSWER_READY}
+# Held by a target system that may still report on it.
+OPEN_UPSTREAM = frozenset({AppealStatus.REGISTERED, AppealStatus.IN_PROGRESS,
+                           AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT,
+                           AppealStatus.FAILED, AppealStatus.ACCEPTED})
 
 _FORWARD_ORDER = [AppealStatus.ACCEPTED, AppealStatus.REGISTERED, AppealStatus.IN_PROGRESS,
                   AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT, AppealStatus.DELIVERED]

@@ -31,6 +31,16 @@ def messages_for(appeal: Appeal, event: ev.Event) -> list[NewMessage]:
     return []
 
 
+def moot_keys(appeal: Appeal, event: ev.Event) -> list[str]:
+    """Idempotency keys of rows an event makes moot: once the answer reached the applicant
+    (or ПОС mailed it itself), the gateway's answer letter must neither go out nor, if it
+    died, hold back the appeal's later rows (the ПОС confirmation behind it)."""
+    # A delivery by the letter itself is that row finishing, not another way.
+    delivered = isinstance(event, ev.Delivered) and event.source != "email"
+    sent_by_pos = isinstance(event, ev.StatusChanged) and event.status is AppealStatus.ANSWER_SENT
+    return [f"{appeal.id}:{EMAIL_ANSWER[1]}"] if delivered or sent_by_pos else []
+
+
 def forwarding_messages(appeal: Appeal) -> list[NewMessage]:
     """The rows that forward a newly accepted appeal to its target system."""
     route = appeal.route

@@ -13,18 +13,35 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import tzinfo
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
 
 import structlog
 
-from gateway.domain.ports import Clock, StatusSource
+from gateway.domain.ports import Clock, ExternalUpdate, RecordReader, StatusSource
 from gateway.services.remote_updates import apply_changes
 from gateway.services.unit_of_work import Storage
 
 log = structlog.get_logger(__name__)
 
 ERROR_BACKOFF_MAX_S = 300.0
+# Open appeals read one by one per reconciliation transaction.
+RECONCILE_PAGE = 200
+
+
+@dataclass(slots=True)
+class PollerHealth:
+    """This process's own view of its poller, for /status even when the database could
+    not record the error (a full or read-only disk is exactly when that happens)."""
+
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    checked: int
+    applied: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +62,8 @@ class Poller:
         zone_of: Callable[[str], tzinfo],
         interval_s: float,
         page_size: int,
+        reader: RecordReader | None = None,
+        reconcile_every_s: float = 0.0,
     ) -> None:
         self.system = system
         self._source = source
@@ -53,6 +72,11 @@ class Poller:
         self._zone_of = zone_of
         self._interval_s = interval_s
         self._page_size = page_size
+        self.health = PollerHealth()
+        self._reader = reader
+        self._reconcile_every_s = reconcile_every_s
+        # The first reconciliation comes one interval after start, not at every restart.
+        self._reconciled_at = clock.now()
 
     async def run(self) -> None:
         """Poll until cancelled; failures are recorded for /status and backed off."""
@@ -62,7 +86,10 @@ class Poller:
                 async with self._storage.turn(f"poller.{self.system}") as ours:
                     if ours:
                         await self.poll_once()
+                        if self._reconcile_due():
+                            await self.reconcile()
                 failures = 0
+                self.health.last_error = self.health.last_error_at = None
                 delay = self._interval_s
             except asyncio.CancelledError:
                 raise
@@ -93,10 +120,44 @@ class Poller:
                  applied=applied)
         return CycleResult(requests, updates, applied)
 
+    def _reconcile_due(self) -> bool:
+        if self._reader is None or self._reconcile_every_s <= 0:
+            return False
+        elapsed = (self._clock.now() - self._reconciled_at).total_seconds()
+        return elapsed >= self._reconcile_every_s
+
+    async def reconcile(self) -> ReconcileResult:
+        """Reads every open appeal's record one by one and applies what differs: the
+        backstop for changes committed upstream later than the cursor's overlap window.
+        Costs one request per open appeal, so it runs rarely (daily by default)."""
+        assert self._reader is not None
+        checked = applied = 0
+        after: str | None = None
+        while True:
+            async with self._storage.read() as uow:
+                batch = await uow.appeals.open_records(self.system, after, RECONCILE_PAGE)
+            updates: list[ExternalUpdate] = []
+            for appeal_id, external_id in batch:
+                update = await self._reader.get_update(external_id)
+                checked += 1
+                if update is not None:
+                    updates.append(replace(update, appeal_id=appeal_id))
+            if updates:
+                async with self._storage.write() as uow:
+                    applied += await apply_changes(uow, self.system, updates, self._clock.now(),
+                                                   zone_of=self._zone_of)
+            if len(batch) < RECONCILE_PAGE:
+                break
+            after = batch[-1][0]
+        self._reconciled_at = self._clock.now()
+        log.info("poll.reconciled", system=self.system, checked=checked, applied=applied)
+        return ReconcileResult(checked, applied)
+
     async def _record_error(self, exc: Exception) -> None:
         now = self._clock.now()
         reason = str(getattr(exc, "reason", None) or type(exc).__name__)[:300]
         log.warning("poll.failed", system=self.system, error=reason)
+        self.health.last_error, self.health.last_error_at = reason, now
         with contextlib.suppress(Exception):
             async with self._storage.write() as uow:
                 await uow.cursors.record_error(self.system, reason, now)

@@ -6,10 +6,12 @@ personal fields is ever touched here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.domain.ports import Clock
+from gateway.services.polling import PollerHealth
 from gateway.services.unit_of_work import Storage
 from outbox import OutboxStats
 
@@ -18,7 +20,7 @@ class OutboxCounts(Protocol):
     async def stats(self) -> OutboxStats: ...
 
 
-STATES = ("pending", "leased", "done", "dead")
+STATES = ("pending", "leased", "done", "dead", "cancelled")
 
 
 def outbox_section(stats: OutboxStats) -> dict[str, Any]:
@@ -35,7 +37,7 @@ def outbox_section(stats: OutboxStats) -> dict[str, Any]:
 
 class StatusReport:
     def __init__(self, storage: Storage, outbox: OutboxCounts, clock: Clock, version: str,
-                 pollers: tuple[str, ...]) -> None:
+                 pollers: Mapping[str, PollerHealth]) -> None:
         self._storage = storage
         self._outbox = outbox
         self._clock = clock
@@ -52,9 +54,14 @@ class StatusReport:
         for system in sorted({*self._pollers, *known}):
             state = known.get(system)
             last_success: datetime | None = state.last_success_at if state else None
+            error = state.last_error if state else None
+            seen = self._pollers.get(system)
+            if seen is not None and seen.last_error is not None and seen.last_error_at and (
+                    last_success is None or seen.last_error_at > last_success):
+                error = seen.last_error  # newer than what the database holds, if anything
             pollers[system] = {
                 "last_success_at": last_success.isoformat() if last_success else None,
-                "last_error": state.last_error if state else None,
+                "last_error": error,
                 "lag_s": round((now - last_success).total_seconds(), 3) if last_success else None,
             }
         return {

@@ -103,6 +103,12 @@ class AppealRepository(Protocol):
     async def known_calls(self, hotline: str, journal_id: str,
                           idempotency_key: str | None) -> list[KnownCall]: ...
 
+    async def open_records(self, system: str, after_id: str | None,
+                           limit: int) -> list[tuple[str, str]]:
+        """(appeal id, record id) of appeals still open in `system`, in id order after
+        `after_id`: what a reconciliation reads one by one."""
+        ...
+
     async def ids_to_mark_overdue(self, now: datetime, limit: int) -> list[str]: ...
 
     async def ids_to_remind(self, now: datetime, lead: timedelta, limit: int) -> list[str]: ...
@@ -149,6 +155,7 @@ class Changes:
     deliveries: list[tuple[str, DeliveryRecord, datetime]] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)  # idempotency keys made moot
 
 
 class UnitOfWork(abc.ABC):
@@ -217,6 +224,7 @@ def _rows_of(appeal: Appeal, event: ev.Event, changes: Changes) -> None:
         changes.audit.append(AuditEntry(event.at, event.actor, event.audit_action, appeal.id,
                                         event.audit_detail()))
     changes.messages.extend(outbox_actions.messages_for(appeal, event))
+    changes.cancelled.extend(outbox_actions.moot_keys(appeal, event))
 
 
 class Storage(Protocol):

@@ -29,7 +29,7 @@ from gateway.domain.appeal import (
 )
 from gateway.domain.ports import ExternalRef
 from gateway.domain.route import DeloTarget, EmailTarget, PosTarget, Route, TargetSystem
-from gateway.domain.status import UNANSWERED, UNDELIVERED
+from gateway.domain.status import OPEN_UPSTREAM, UNANSWERED, UNDELIVERED
 from gateway.services.unit_of_work import (
     AppealPage,
     AuditEntry,
@@ -167,6 +167,16 @@ class SqlAppeals:
             select(appeals.c.id, appeals.c.hotline, appeals.c.journal_id,
                    appeals.c.content_hash).where(condition).order_by(appeals.c.created_at))
         return [KnownCall(*row) for row in rows]
+
+    async def open_records(self, system: str, after_id: str | None,
+                           limit: int) -> list[tuple[str, str]]:
+        query = (select(appeals.c.id, appeals.c.external_id)
+                 .where(appeals.c.external_system == system, appeals.c.external_id.is_not(None),
+                        appeals.c.status.in_(_values(OPEN_UPSTREAM)))
+                 .order_by(appeals.c.id).limit(limit))
+        if after_id is not None:
+            query = query.where(appeals.c.id > after_id)
+        return [(row.id, row.external_id) for row in await self._conn.execute(query)]
 
     async def ids_to_mark_overdue(self, now: datetime, limit: int) -> list[str]:
         rows = await self._conn.execute(

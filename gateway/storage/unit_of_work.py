@@ -30,6 +30,8 @@ from gateway.storage.appeals import (
 from gateway.storage.cursors import SqlPollerCursors
 from outbox import SqlOutboxStore
 
+MOOT_REASON = "cancelled: no longer needed (the answer reached the applicant another way)"
+
 
 class SqlUnitOfWork(UnitOfWork):
     def __init__(self, opener: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
@@ -82,6 +84,8 @@ async def _write(conn: AsyncConnection, changes: Changes, outbox: SqlOutboxStore
     await write_audit(conn, changes.audit)
     if changes.messages:
         await outbox.enqueue(conn, changes.messages)
+    if changes.cancelled:
+        await outbox.cancel(conn, changes.cancelled, MOOT_REASON)
 
 
 class SqlStorage:

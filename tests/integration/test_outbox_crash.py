@@ -78,7 +78,8 @@ async def test_sigkilled_daemon_loses_nothing_and_duplicates_no_effect(
 
     stats = await store.stats()
     assert stats.by_state == {
-        State.PENDING.value: 0, State.LEASED.value: 0, State.DONE.value: total, State.DEAD.value: 0
+        State.PENDING.value: 0, State.LEASED.value: 0, State.DONE.value: total, State.DEAD.value: 0,
+        State.CANCELLED.value: 0,
     }
     async with engine.connect() as conn:
         effects = (

@@ -171,6 +171,26 @@ async def test_a_dead_row_blocks_its_appeal_until_redriven(store: SqlOutboxStore
     assert [x.id for x in await store.claim("w", 10, 30)] == [notify]
 
 
+async def test_a_cancelled_dead_row_no_longer_blocks_its_appeal(store: SqlOutboxStore) -> None:
+    """Issue 12: a row made moot by a later event is cancelled, not left to block."""
+    answer, confirm = await enqueue(store, msg("a1", "answer"), msg("a1", "confirm"))
+    [m] = await store.claim("w", 10, 30)
+    await store.settle("w", [Settlement.dead(m.lease, "permanent: 550 mailbox unavailable")])
+    assert await store.claim("w", 10, 30) == []
+
+    async with store.engine.begin() as conn:
+        assert await store.cancel(conn, ["a1:answer", "a1:confirm-not-there"], "moot") == 1
+
+    assert await state(store, answer) is State.CANCELLED
+    assert not await store.redrive(answer)  # cancelled is final
+    assert [x.id for x in await store.claim("w", 10, 30)] == [confirm]
+    async with store.engine.begin() as conn:
+        # A running (leased) row is left to finish; its handler re-checks the appeal.
+        assert await store.cancel(conn, ["a1:confirm"], "moot") == 0
+    assert await state(store, confirm) is State.LEASED
+    assert (await store.stats()).by_state.get("cancelled") == 1
+
+
 async def test_retry_records_the_reason_and_the_due_time(
     store: SqlOutboxStore, clock: ManualClock
 ) -> None:
@@ -263,8 +283,8 @@ async def test_stats_dead_letters_and_redrive_all(
     assert await store.settle("w", dead) == set(ids[:2])
     clock.advance(30)
     stats = await store.stats()
-    assert stats.by_state == {"pending": 3, "leased": 1, "done": 0, "dead": 2}
-    assert stats.by_target["pos"] == {"pending": 2, "leased": 1, "done": 0, "dead": 2}
+    assert stats.by_state == {"pending": 3, "leased": 1, "done": 0, "dead": 2, "cancelled": 0}
+    assert stats.by_target["pos"] == {"pending": 2, "leased": 1, "done": 0, "dead": 2, "cancelled": 0}
     assert stats.by_target["delo"]["pending"] == 1
     assert stats.oldest_pending_age_s == pytest.approx(30, abs=1)
     page = await store.list_messages(State.DEAD, limit=1)

@@ -431,7 +431,7 @@ async def test_stats_report_counts_and_oldest_pending_age() -> None:
     await store.enqueue(None, [msg("a1"), msg("a2")])
     clock.advance(42)
     stats = await store.stats()
-    assert stats.by_state == {"pending": 2, "leased": 0, "done": 0, "dead": 0}
+    assert stats.by_state == {"pending": 2, "leased": 0, "done": 0, "dead": 0, "cancelled": 0}
     assert stats.by_target["pos"]["pending"] == 2
     assert stats.oldest_pending_age_s == 42
 

@@ -45,8 +45,10 @@ from gateway.services.intake import CallConflict, CallRefused, IntakeService
 from gateway.services.planning import PlannedDeadlines
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
+from gateway.services.status import StatusReport
 from gateway.services.unit_of_work import AlreadyStored, NewAppeal, PollerState
 from outbox import Message, Transient
+from outbox.testing import InMemoryStore
 from tests.builders import POS_ROUTE, make_appeal
 from tests.fakes import FakeStorage
 
@@ -688,6 +690,34 @@ async def test_a_failing_source_records_its_error_for_status_and_keeps_the_curso
     assert (state.cursor, state.last_error) == ("c-7", "HTTP 503")
     assert state.last_success_at == NOW - timedelta(minutes=5)
     assert source.cursors[0] == "c-7"
+
+
+async def test_a_poller_error_the_database_cannot_record_still_shows_in_status(
+        storage: FakeStorage, clock: ManualClock) -> None:
+    """Issue 12: with the disk full the poller cannot write its error; /status must not
+    then say all is well."""
+    async with storage.write() as uow:
+        await uow.cursors.save("pos", "c-7", NOW - timedelta(minutes=5))
+    source = FakeSource()
+    source.failure = SourceDown()
+    storage.failing_commits = [OSError("disk full")] * 50
+    polling = poller(storage, clock, source)
+    task = asyncio.create_task(polling.run())
+    try:
+        for _ in range(1000):
+            if polling.health.last_error is not None:
+                break
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert storage.cursors["pos"].last_error is None  # nothing could be written
+
+    report = await StatusReport(storage, InMemoryStore(), clock, "test",
+                                {"pos": polling.health}).report()
+
+    assert report["pollers"]["pos"]["last_error"] == "HTTP 503"
 
 
 async def test_a_delivery_reported_by_pos_is_recorded_and_not_confirmed_back(

@@ -103,3 +103,30 @@ async def test_a_send_retried_after_the_sink_dropped_the_connection_arrives_once
     assert answer_rows[0]["state"] == "done" and answer_rows[0]["attempts"] == 2
     assert (await flow.get(appeal_id))["status"] == "delivered"
     assert flow.pos_message(pos_id).delivery["channel"] == "email"  # type: ignore[index]
+
+
+async def test_a_dead_answer_letter_is_cancelled_by_a_delivery_by_phone_and_blocks_nothing(
+        start_flow: StartFlow) -> None:
+    """Issue 12: the answer letter died (the applicant's server refuses the mailbox); the
+    operator then reached the citizen by phone. The dead letter is moot: it is cancelled,
+    and the ПОС confirmation queued behind it for the same appeal goes out."""
+    flow = await start_flow()
+    flow.sink.handler.refuse_recipients = {APPLICANT["email"].lower()}
+    appeal_id, pos_id = await flow.registered_call(answer_channel="email")
+    await flow.advance(pos_id, "answer_ready")
+    await flow.poll()
+    await flow.drain()
+    [dead] = [r for r in await flow.outbox_rows(appeal_id) if r["state"] == "dead"]
+    assert (dead["target"], dead["action"]) == ("email", "answer")
+
+    status, _ = await flow.deliver(appeal_id, "phone")
+    await flow.drain()
+
+    assert status == 200
+    rows = {(r["target"], r["action"]): r for r in await flow.outbox_rows(appeal_id)}
+    assert rows[("email", "answer")]["state"] == "cancelled"
+    assert rows[("pos", "confirm_delivery")]["state"] == "done"
+    message = flow.pos_message(pos_id)
+    assert message.delivery is not None and message.delivery["channel"] == "phone"
+    assert (await flow.status())["outbox"]["dead"] == 0
+    assert flow.letters() == []

@@ -86,3 +86,20 @@ async def test_delo_answer_committed_late_is_seen_only_with_the_overlap(
     expected = "answer_ready" if seen else "in_progress"  # read once before it answered
     assert (await flow.get(late))["status"] == expected
     assert flow.delo is not None and flow.delo.state.counters["late_commits"] == 1
+
+
+async def test_a_change_later_than_the_overlap_is_caught_by_the_reconciliation(
+        start_flow: StartFlow) -> None:
+    """Issue 12: the periodic full reconciliation of open appeals is the backstop for a
+    change committed upstream later than the overlap window."""
+    flow = await start_flow(overlap_s=0)
+    _, late = await _late_pos_change(flow)
+    await flow.poll()
+    assert (await flow.get(late))["status"] == "registered"  # the cursor missed it
+
+    result = await flow.gw.pollers["pos"].reconcile()
+
+    assert (await flow.get(late))["status"] == "in_progress"
+    assert result.checked == 2 and result.applied == 1
+    again = await flow.gw.pollers["pos"].reconcile()
+    assert again.applied == 0  # applying twice changes nothing
