@@ -284,7 +284,8 @@ async def test_stats_dead_letters_and_redrive_all(
     clock.advance(30)
     stats = await store.stats()
     assert stats.by_state == {"pending": 3, "leased": 1, "done": 0, "dead": 2, "cancelled": 0}
-    assert stats.by_target["pos"] == {"pending": 2, "leased": 1, "done": 0, "dead": 2, "cancelled": 0}
+    assert stats.by_target["pos"] == {"pending": 2, "leased": 1, "done": 0, "dead": 2,
+                                      "cancelled": 0}
     assert stats.by_target["delo"]["pending"] == 1
     assert stats.oldest_pending_age_s == pytest.approx(30, abs=1)
     page = await store.list_messages(State.DEAD, limit=1)
