@@ -7,6 +7,7 @@ parser goes is "not JSON" too; a client that hangs up mid-body is no server erro
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -60,6 +61,16 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(422, "validation", "Ожидается объект JSON / a JSON object is expected",
                        {"body": "must be an object"})
     return body
+
+
+def appeal_id_of(request: web.Request) -> str:
+    """The `{id}` of an appeal path; 404 for anything that is not a UUID (no such call)."""
+    value = request.match_info["id"]
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
+    return value
 
 
 BAD_QUERY = "Неверные параметры запроса / bad query parameters"

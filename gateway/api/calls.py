@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import BAD_QUERY, read_json_object, validated
+from gateway.api.bodies import BAD_QUERY, appeal_id_of, read_json_object, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
 from gateway.api.views import AppealDetailOut, AppealPageOut, IntakeOut
@@ -62,23 +60,13 @@ def _idempotency_key(request: web.Request) -> str | None:
 @requires("operator", "delivery")
 async def get_call(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    appeal_id = request.match_info["id"]
-    if not _is_uuid(appeal_id):
-        raise ApiError(404, "not_found", "Обращение не найдено / no such call")
+    appeal_id = appeal_id_of(request)
     async with services.storage.read() as uow:
         appeal = await uow.appeals.get(appeal_id)
     if appeal is None:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call")
     zone = services.zone_of(appeal.hotline)
     return json_response(AppealDetailOut.of(appeal, zone).body())
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 @routes.get("/api/v1/calls")

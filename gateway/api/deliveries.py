@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import BAD_QUERY, read_json_object, validated
+from gateway.api.bodies import BAD_QUERY, appeal_id_of, read_json_object, validated
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
 from gateway.api.views import AttemptOut, DeliveryOut, ReadyListOut, ReadyOut
@@ -40,20 +38,6 @@ async def worklist(request: web.Request) -> web.Response:
     ).body())
 
 
-def _known(appeal_id: str) -> str:
-    if not _is_uuid(appeal_id):
-        raise ApiError(404, "not_found", "Обращение не найдено / no such call")
-    return appeal_id
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _implausible(exc: ImplausibleTime) -> ApiError:
     refusal = exc.refusal
     return ApiError(422, refusal.code, refusal.message, refusal.fields)
@@ -66,7 +50,7 @@ async def record_attempt(request: web.Request) -> web.Response:
     attempt = validated(AttemptIn, await read_json_object(request),
                         "Попытка описана с ошибками / invalid attempt")
     desk = _desk(services)
-    appeal_id = _known(request.match_info["id"])
+    appeal_id = appeal_id_of(request)
     try:
         result = await desk.record_attempt(
             appeal_id, attempt.outcome, attempt.at, actor=request[ROLE_KEY])
@@ -92,7 +76,7 @@ async def confirm_delivery(request: web.Request) -> web.Response:
     delivery = validated(DeliveryIn, await read_json_object(request),
                          "Доставка описана с ошибками / invalid delivery")
     desk = _desk(services)
-    appeal_id = _known(request.match_info["id"])
+    appeal_id = appeal_id_of(request)
     try:
         outcome = await desk.deliver(
             appeal_id,
