@@ -414,7 +414,7 @@ async def _pos_import(settings: Settings, path: Path) -> int:
         rows = [
             ExportedRow(row.row, row.number, ExternalUpdate(
                 system="pos", external_id=row.number, appeal_id=None, stage=row.stage,
-                status=row.status.value, updated_at=now,
+                status=row.status, updated_at=now,
                 planned_completion=row.planned_completion))
             for row in parsed.rows
         ]

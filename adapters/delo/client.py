@@ -43,7 +43,7 @@ from adapters.http_outcomes import (
     status_verdict,
     transport_outcome,
 )
-from gateway.domain.appeal import Appeal, Applicant, DeliveryChannel, Urgency
+from gateway.domain.appeal import Appeal, AppealStatus, Applicant, DeliveryChannel, Urgency
 from gateway.domain.ports import Answer, ExternalRef, ExternalUpdate, UpdatesPage
 from outbox import Ambiguous, HandlerOutcome, Permanent, Transient
 
@@ -444,11 +444,11 @@ class DeloClient:
                 approved_at=self._aware(wire.parse_delo_datetime(reply.REPLY_DATE)),
             )
             return ExternalUpdate(
-                SYSTEM, str(isn_doc), appeal_id, STAGE_REPLY_DONE, "answer_ready",
+                SYSTEM, str(isn_doc), appeal_id, STAGE_REPLY_DONE, AppealStatus.ANSWER_READY,
                 updated_at, planned, answer,
             )
         return ExternalUpdate(
-            SYSTEM, str(isn_doc), appeal_id, STAGE_REPLY_PENDING, "in_progress",
+            SYSTEM, str(isn_doc), appeal_id, STAGE_REPLY_PENDING, AppealStatus.IN_PROGRESS,
             updated_at, planned,
         )
 

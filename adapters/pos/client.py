@@ -434,7 +434,7 @@ class PosClient:
             external_id=str(message.id),
             appeal_id=message.external_id,
             stage=message.stage,
-            status=status.value,
+            status=status,
             updated_at=_aware(message.updated_at),
             planned_completion=message.planned_completion,
             answer=answer,

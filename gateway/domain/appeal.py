@@ -278,7 +278,7 @@ class Appeal:
                 self.mark_overdue(now)  # already past: overdue again, and recorded as such
                 details = True
 
-        wanted = AppealStatus(change.status)
+        wanted = change.status
         if wanted is AppealStatus.DELIVERED:
             return self._delivery_reported(change, now) or self._touched(details, now, system)
         if wanted != self.status and can_transition(self.status, wanted) and not is_step_back(

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.domain.status import AppealStatus
+
 if TYPE_CHECKING:
     from gateway.domain.appeal import Appeal, DeliveryChannel
 
@@ -64,7 +66,7 @@ class ExternalUpdate:
     external_id: str
     appeal_id: str | None  # our id as the remote keeps it (external_id / annotation)
     stage: str  # the remote's stage, kept for the history
-    status: str  # our AppealStatus value the stage maps to
+    status: AppealStatus  # ours, the stage mapped by the adapter's configuration
     updated_at: datetime
     planned_completion: date | None = None
     answer: Answer | None = None

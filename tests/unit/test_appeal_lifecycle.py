@@ -71,7 +71,7 @@ def remote(status: AppealStatus, stage: str = "В работе", *, system: str 
            updated_at: datetime = NOW, **fields: object) -> ExternalUpdate:
     """One change as a status source reports it, already in our vocabulary."""
     return ExternalUpdate(system=system, external_id=POS_ID, appeal_id=None, stage=stage,
-                          status=status.value, updated_at=updated_at, **fields)  # type: ignore[arg-type]
+                          status=status, updated_at=updated_at, **fields)  # type: ignore[arg-type]
 
 
 def apply(appeal: Appeal, change: ExternalUpdate, *, extends_deadline: bool = False) -> bool:

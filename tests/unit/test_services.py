@@ -243,7 +243,7 @@ def ready(**changes: Any) -> Appeal:
 
 def remote(status: AppealStatus, stage: str, **fields: Any) -> ExternalUpdate:
     return ExternalUpdate(system="pos", external_id=POS_ID, appeal_id=None, stage=stage,
-                          status=status.value, updated_at=NOW, **fields)
+                          status=status, updated_at=NOW, **fields)
 
 
 def poller(storage: FakeStorage, clock: ManualClock, source: FakeSource) -> Poller:
