@@ -4,8 +4,8 @@ The rules come from the regulations, the data from configuration:
 
 - [001, appendix 2] the topic dictionary (topics, consultation outcomes, results of
   consideration with their "comment required" rules) is what operators pick from;
-- [003] ПОС: only organisations connected to ПОС may be addressees, only for categories they
-  may receive; a matter of a body with subordinate organisations in ПОС goes to the body;
+- [003] ПОС: only organizations connected to ПОС may be addressees, only for categories they
+  may receive; a matter of a body with subordinate organizations in ПОС goes to the body;
   when in doubt the regional government is the executor; every message starts with the
   hotline's marker («Центр мониторинга 112» by default);
 - [002: 2.8.6, 2.8.9] «Дело»: a registration card under a rubric, with the executor
@@ -16,7 +16,7 @@ The rules come from the regulations, the data from configuration:
 
 A table that can never work is refused before the daemon starts: `routing_problems` lists
 every such defect, and `Router` will not be built from a table that has any. Once built,
-a router never addresses an organisation that cannot receive the message.
+a router never addresses an organization that cannot receive the message.
 
 Pure domain: no configuration format and no validation library here; `config.routing`
 reads the TOML files and builds these objects.
@@ -239,12 +239,12 @@ class PosCategory:
 
 
 @dataclass(frozen=True, slots=True)
-class PosOrganisation:
-    """An organisation known to ПОС [003].
+class PosOrganization:
+    """An organization known to ПОС [003].
 
-    `parent`: the body that coordinates this organisation in ПОС; a message for this
-    organisation is addressed to the parent [003, instruction item 4].
-    `connected`: false for organisations not (yet) in ПОС, kept so the table can say why
+    `parent`: the body that coordinates this organization in ПОС; a message for this
+    organization is addressed to the parent [003, instruction item 4].
+    `connected`: false for organizations not (yet) in ПОС, kept so the table can say why
     a rule naming them is refused.
     """
 
@@ -261,18 +261,18 @@ class PosOrganisation:
 
 @dataclass(frozen=True, slots=True)
 class PosDirectory:
-    """What the gateway knows of ПОС: categories, connected organisations, text markers."""
+    """What the gateway knows of ПОС: categories, connected organizations, text markers."""
 
     categories: tuple[PosCategory, ...]
-    organisations: tuple[PosOrganisation, ...]
+    organizations: tuple[PosOrganization, ...]
     default_text_prefix: str = DEFAULT_TEXT_PREFIX  # "" means: each hotline needs its own
     text_prefixes: tuple[tuple[str, str], ...] = ()  # (hotline, prefix)
 
     def category(self, category_id: int) -> PosCategory | None:
         return next((c for c in self.categories if c.id == category_id), None)
 
-    def organisation(self, organisation_id: int) -> PosOrganisation | None:
-        return next((o for o in self.organisations if o.id == organisation_id), None)
+    def organization(self, organization_id: int) -> PosOrganization | None:
+        return next((o for o in self.organizations if o.id == organization_id), None)
 
     def text_prefix(self, hotline: str) -> str:
         """The hotline's marker, else the default; "" when neither is set."""
@@ -282,11 +282,11 @@ class PosDirectory:
 
 @dataclass(frozen=True, slots=True)
 class PosDestination:
-    """Where a ПОС message goes: category, subcategory and the organisation named by the rule."""
+    """Where a ПОС message goes: category, subcategory and the organization named by the rule."""
 
     category_id: int
     subcategory_id: int
-    organisation_id: int
+    organization_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,42 +371,42 @@ class RoutingTable:
 
 @dataclass(frozen=True, slots=True)
 class PosAddressee:
-    """The organisation a ПОС message is actually addressed to, and why."""
+    """The organization a ПОС message is actually addressed to, and why."""
 
-    organisation: PosOrganisation
-    named: int  # the organisation the rule names
-    via_parent: bool  # true when the rule named a subordinate organisation
+    organization: PosOrganization
+    named: int  # the organization the rule names
+    via_parent: bool  # true when the rule named a subordinate organization
 
 
-def resolve_addressee(pos: PosDirectory, organisation_id: int) -> PosAddressee | str:
-    """The topmost connected body above (or at) the named organisation, else why there is none.
+def resolve_addressee(pos: PosDirectory, organization_id: int) -> PosAddressee | str:
+    """The topmost connected body above (or at) the named organization, else why there is none.
 
-    [003, instruction item 4] a matter of a body with subordinate organisations in ПОС is
+    [003, instruction item 4] a matter of a body with subordinate organizations in ПОС is
     addressed to the body, which coordinates and informs its subordinates.
     """
-    named = pos.organisation(organisation_id)
+    named = pos.organization(organization_id)
     if named is None:
-        return f"organisation {organisation_id} is not connected to ПОС"
+        return f"organization {organization_id} is not connected to ПОС"
     chain = [named]
     current = named
     while current.parent is not None:
-        parent = pos.organisation(current.parent)
+        parent = pos.organization(current.parent)
         if parent is None:
             break  # reported once for the directory; the chain ends here
         if any(o.id == parent.id for o in chain):
-            return f"organisation {organisation_id} has a cycle of parents"
+            return f"organization {organization_id} has a cycle of parents"
         chain.append(parent)
         current = parent
     connected = [o for o in chain if o.connected]
     if not connected:
         if len(chain) == 1:
-            return f"organisation {organisation_id} is not connected to ПОС"
+            return f"organization {organization_id} is not connected to ПОС"
         return (
-            f"organisation {organisation_id} is not connected to ПОС, nor is any body "
+            f"organization {organization_id} is not connected to ПОС, nor is any body "
             f"above it ({', '.join(str(o.id) for o in chain[1:])})"
         )
     top = connected[-1]
-    return PosAddressee(top, named=organisation_id, via_parent=top.id != organisation_id)
+    return PosAddressee(top, named=organization_id, via_parent=top.id != organization_id)
 
 
 def _pos_destination_problems(
@@ -421,34 +421,34 @@ def _pos_destination_problems(
             f"subcategory {destination.subcategory_id} does not belong to category "
             f"{destination.category_id} ({category.name})"
         )
-    resolved = resolve_addressee(pos, destination.organisation_id)
+    resolved = resolve_addressee(pos, destination.organization_id)
     if isinstance(resolved, str):
         problems.append(resolved)
         return problems, None
-    addressee = resolved.organisation
+    addressee = resolved.organization
     if not addressee.may_receive(destination.category_id):
         if resolved.via_parent:
             problems.append(
-                f"organisation {destination.organisation_id} is subordinate to "
+                f"organization {destination.organization_id} is subordinate to "
                 f"{addressee.id} ({addressee.name}), which is addressed instead [003] and "
                 f"may not receive category {destination.category_id}"
             )
         else:
             problems.append(
-                f"organisation {addressee.id} ({addressee.name}) may not receive "
+                f"organization {addressee.id} ({addressee.name}) may not receive "
                 f"category {destination.category_id}"
             )
     return problems, resolved
 
 
-def _in_parent_cycle(pos: PosDirectory, org: PosOrganisation) -> bool:
+def _in_parent_cycle(pos: PosDirectory, org: PosOrganization) -> bool:
     seen = {org.id}
-    current: PosOrganisation | None = org
+    current: PosOrganization | None = org
     while current is not None and current.parent is not None:
         if current.parent in seen:
             return True
         seen.add(current.parent)
-        current = pos.organisation(current.parent)
+        current = pos.organization(current.parent)
     return False
 
 
@@ -464,20 +464,20 @@ def _directory_problems(table: RoutingTable, source: str) -> list[RoutingProblem
             problems.append(RoutingProblem(
                 f"{source} [pos] category {category.id}", f"subcategory {sid} listed twice"
             ))
-    org_ids = [o.id for o in pos.organisations]
+    org_ids = [o.id for o in pos.organizations]
     for oid in sorted({o for o in org_ids if org_ids.count(o) > 1}):
-        problems.append(RoutingProblem(f"{source} [pos] organisation {oid}", "listed twice"))
+        problems.append(RoutingProblem(f"{source} [pos] organization {oid}", "listed twice"))
     known_categories = set(category_ids)
-    for org in pos.organisations:
-        where = f"{source} [pos] organisation {org.id} ({org.name})"
+    for org in pos.organizations:
+        where = f"{source} [pos] organization {org.id} ({org.name})"
         for cid in sorted(org.categories - known_categories):
             problems.append(RoutingProblem(where, f"category {cid} is not in the category list"))
         if org.parent is not None:
             if org.parent == org.id:
                 problems.append(RoutingProblem(where, "is its own parent"))
-            elif pos.organisation(org.parent) is None:
+            elif pos.organization(org.parent) is None:
                 problems.append(RoutingProblem(
-                    where, f"parent {org.parent} is not in the organisation list"
+                    where, f"parent {org.parent} is not in the organization list"
                 ))
             elif _in_parent_cycle(pos, org):
                 problems.append(RoutingProblem(where, "has a cycle of parents"))
@@ -711,10 +711,10 @@ class Router:
         prefix = self._table.pos.text_prefix(hotline)
         if not prefix.strip():
             raise NoTextPrefix(hotline)
-        resolved = resolve_addressee(self._table.pos, destination.organisation_id)
+        resolved = resolve_addressee(self._table.pos, destination.organization_id)
         if isinstance(resolved, str):  # excluded by validation; kept for type narrowing
             raise RoutingTableInvalid([RoutingProblem("routing", resolved)])
-        addressee = resolved.organisation
+        addressee = resolved.organization
         return Route(
             system=TargetSystem.POS,
             executor=addressee.name,
