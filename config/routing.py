@@ -30,13 +30,13 @@ from gateway.domain.routing import (
     DEFAULT_TEXT_PREFIX,
     ConsiderationResult,
     DeloDepartment,
-    DeloDestination,
+    DeloRuleTarget,
     EmailAuthority,
     HealthDuty,
     PosCategory,
-    PosDestination,
     PosDirectory,
     PosOrganization,
+    PosRuleTarget,
     PosSubcategory,
     Router,
     RoutingRule,
@@ -268,13 +268,13 @@ def _rule_from(rule: _PosRule | _DeloRule | _EmailRule | _HealthRule | _NoneRule
     if isinstance(rule, _PosRule):
         return RoutingRule(
             system=TargetSystem.POS,
-            pos=PosDestination(rule.category, rule.subcategory, rule.organization),
+            pos=PosRuleTarget(rule.category, rule.subcategory, rule.organization),
             **common,
         )
     if isinstance(rule, _DeloRule):
         return RoutingRule(
             system=TargetSystem.DELO,
-            delo=DeloDestination(rule.executor, rule.controller, rule.rubric),
+            delo=DeloRuleTarget(rule.executor, rule.controller, rule.rubric),
             **common,
         )
     if isinstance(rule, _EmailRule):
@@ -303,7 +303,7 @@ def _table_from(parsed: _RoutingFile) -> RoutingTable:
     fb = parsed.fallback
     return RoutingTable(
         pos=pos,
-        fallback=PosDestination(fb.category, fb.subcategory, fb.organization),
+        fallback=PosRuleTarget(fb.category, fb.subcategory, fb.organization),
         fallback_deadline_policy=fb.deadline_policy,
         rules=tuple(_rule_from(r) for r in parsed.rules),
         delo_departments=tuple(DeloDepartment(d.due, d.name) for d in parsed.delo.departments),
@@ -423,15 +423,15 @@ class RoutingReport:
     problems: tuple[str, ...]
 
 
-def _describe_pos(table: RoutingTable, destination: PosDestination) -> str:
-    where = f"category {destination.category_id}/{destination.subcategory_id}"
-    resolved = resolve_addressee(table.pos, destination.organization_id)
+def _describe_pos(table: RoutingTable, target: PosRuleTarget) -> str:
+    where = f"category {target.category_id}/{target.subcategory_id}"
+    resolved = resolve_addressee(table.pos, target.organization_id)
     if isinstance(resolved, str):
-        return f"ПОС, organization {destination.organization_id} (unusable), {where}"
+        return f"ПОС, organization {target.organization_id} (unusable), {where}"
     org = resolved.organization
     text = f"ПОС, {org.name} ({org.id}), {where}"
     if resolved.via_parent:
-        text += (f"; the rule names {destination.organization_id}, a subordinate "
+        text += (f"; the rule names {target.organization_id}, a subordinate "
                  f"organization: addressed to its parent {org.id} [003]")
     return text
 

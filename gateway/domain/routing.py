@@ -281,8 +281,9 @@ class PosDirectory:
 
 
 @dataclass(frozen=True, slots=True)
-class PosDestination:
-    """Where a ПОС message goes: category, subcategory and the organization named by the rule."""
+class PosRuleTarget:
+    """A rule's ПОС target: the organization it names, which the route's `PosTarget` may
+    replace by the parent [003]; category and subcategory as the rule gives them."""
 
     category_id: int
     subcategory_id: int
@@ -298,10 +299,11 @@ class DeloDepartment:
 
 
 @dataclass(frozen=True, slots=True)
-class DeloDestination:
-    """[002: 2.8.6, 2.8.9] rubric, executor subdivision and controller of the card.
+class DeloRuleTarget:
+    """A rule's «Дело» target [002: 2.8.6, 2.8.9]: rubric, executor subdivision and
+    controller of the card.
 
-    `rubric_code` None: the topic's ТОТК code is the rubric.
+    `rubric_code` None: the topic's ТОТК code is the rubric of the route's `DeloTarget`.
     """
 
     executor_due: str
@@ -330,15 +332,15 @@ class HealthDuty:
 class RoutingRule:
     """One line of the table: a topic, optionally only for one hotline, and where it goes.
 
-    Exactly the destination of `system` is set: `pos`, `delo`, `email` (authority ids), or
+    Exactly the target of `system` is set: `pos`, `delo`, `email` (authority ids), or
     nothing for `health` and `none`. `deadline_policy` None: the system's default.
     """
 
     topic: str
     system: TargetSystem
     hotline: str | None = None
-    pos: PosDestination | None = None
-    delo: DeloDestination | None = None
+    pos: PosRuleTarget | None = None
+    delo: DeloRuleTarget | None = None
     email: tuple[str, ...] = ()
     deadline_policy: str | None = None
 
@@ -352,7 +354,7 @@ class RoutingTable:
     """The whole routing configuration; `fallback` is the regional government in ПОС [003]."""
 
     pos: PosDirectory
-    fallback: PosDestination
+    fallback: PosRuleTarget
     rules: tuple[RoutingRule, ...] = ()
     delo_departments: tuple[DeloDepartment, ...] = ()
     email_authorities: tuple[EmailAuthority, ...] = ()
@@ -409,34 +411,34 @@ def resolve_addressee(pos: PosDirectory, organization_id: int) -> PosAddressee |
     return PosAddressee(top, named=organization_id, via_parent=top.id != organization_id)
 
 
-def _pos_destination_problems(
-    pos: PosDirectory, destination: PosDestination
+def _pos_rule_target_problems(
+    pos: PosDirectory, target: PosRuleTarget
 ) -> tuple[list[str], PosAddressee | None]:
     problems: list[str] = []
-    category = pos.category(destination.category_id)
+    category = pos.category(target.category_id)
     if category is None:
-        problems.append(f"category {destination.category_id} is not in the ПОС category list")
-    elif not category.has_subcategory(destination.subcategory_id):
+        problems.append(f"category {target.category_id} is not in the ПОС category list")
+    elif not category.has_subcategory(target.subcategory_id):
         problems.append(
-            f"subcategory {destination.subcategory_id} does not belong to category "
-            f"{destination.category_id} ({category.name})"
+            f"subcategory {target.subcategory_id} does not belong to category "
+            f"{target.category_id} ({category.name})"
         )
-    resolved = resolve_addressee(pos, destination.organization_id)
+    resolved = resolve_addressee(pos, target.organization_id)
     if isinstance(resolved, str):
         problems.append(resolved)
         return problems, None
     addressee = resolved.organization
-    if not addressee.may_receive(destination.category_id):
+    if not addressee.may_receive(target.category_id):
         if resolved.via_parent:
             problems.append(
-                f"organization {destination.organization_id} is subordinate to "
+                f"organization {target.organization_id} is subordinate to "
                 f"{addressee.id} ({addressee.name}), which is addressed instead [003] and "
-                f"may not receive category {destination.category_id}"
+                f"may not receive category {target.category_id}"
             )
         else:
             problems.append(
                 f"organization {addressee.id} ({addressee.name}) may not receive "
-                f"category {destination.category_id}"
+                f"category {target.category_id}"
             )
     return problems, resolved
 
@@ -528,11 +530,11 @@ def _rule_problems(
         if value
     }
     if wanted is not None and wanted not in present:
-        problems.append(f"system {rule.system.value} needs its destination")
+        problems.append(f"system {rule.system.value} needs its target")
     for extra in sorted(present - {wanted} if wanted else present):
-        problems.append(f"system {rule.system.value} cannot carry a {extra} destination")
+        problems.append(f"system {rule.system.value} cannot carry a {extra} target")
     if rule.system is TargetSystem.POS and rule.pos is not None:
-        problems.extend(_pos_destination_problems(table.pos, rule.pos)[0])
+        problems.extend(_pos_rule_target_problems(table.pos, rule.pos)[0])
         if rule.hotline is not None and not table.pos.text_prefix(rule.hotline).strip():
             problems.append(f"hotline {rule.hotline!r} has no text prefix for ПОС [003]")
     if rule.system is TargetSystem.DELO and rule.delo is not None:
@@ -592,7 +594,7 @@ def routing_problems(
             found.append(RoutingProblem(where, f"deadline policy {rule.policy!r} is not defined"))
         problems.extend(found)
     fallback_where = f"{source} fallback"
-    for message in _pos_destination_problems(table.pos, table.fallback)[0]:
+    for message in _pos_rule_target_problems(table.pos, table.fallback)[0]:
         problems.append(RoutingProblem(fallback_where, message))
     if policies is not None and table.fallback_deadline_policy not in policies:
         problems.append(RoutingProblem(
@@ -707,11 +709,11 @@ class Router:
             )
         return Route(system=TargetSystem.NONE, executor="", deadline_policy=rule.policy)
 
-    def _pos_route(self, destination: PosDestination, hotline: str, policy: str) -> Route:
+    def _pos_route(self, target: PosRuleTarget, hotline: str, policy: str) -> Route:
         prefix = self._table.pos.text_prefix(hotline)
         if not prefix.strip():
             raise NoTextPrefix(hotline)
-        resolved = resolve_addressee(self._table.pos, destination.organization_id)
+        resolved = resolve_addressee(self._table.pos, target.organization_id)
         if isinstance(resolved, str):  # excluded by validation; kept for type narrowing
             raise RoutingTableInvalid([RoutingProblem("routing", resolved)])
         addressee = resolved.organization
@@ -719,8 +721,8 @@ class Router:
             system=TargetSystem.POS,
             executor=addressee.name,
             pos=PosTarget(
-                category_id=destination.category_id,
-                subcategory_id=destination.subcategory_id,
+                category_id=target.category_id,
+                subcategory_id=target.subcategory_id,
                 organization_id=addressee.id,
                 text_prefix=prefix,
             ),

@@ -12,14 +12,14 @@ from gateway.domain.route import TargetSystem
 from gateway.domain.routing import (
     ConsiderationResult,
     DeloDepartment,
-    DeloDestination,
+    DeloRuleTarget,
     EmailAuthority,
     HealthDuty,
     NoTextPrefix,
     PosCategory,
-    PosDestination,
     PosDirectory,
     PosOrganization,
+    PosRuleTarget,
     PosSubcategory,
     Router,
     RoutingRule,
@@ -71,16 +71,16 @@ DIRECTORY = PosDirectory(
     text_prefixes=(("doverie", "Телефон доверия главы"),),
 )
 
-HEAT = RoutingRule("Отопление", TargetSystem.POS, pos=PosDestination(101, 10101, MINISTRY))
+HEAT = RoutingRule("Отопление", TargetSystem.POS, pos=PosRuleTarget(101, 10101, MINISTRY))
 SNOW_POS = RoutingRule(
-    "Уборка снега", TargetSystem.POS, hotline="122", pos=PosDestination(102, 10202, CITY)
+    "Уборка снега", TargetSystem.POS, hotline="122", pos=PosRuleTarget(102, 10202, CITY)
 )
 SNOW_DELO = RoutingRule(
     "Уборка снега", TargetSystem.DELO,
-    delo=DeloDestination("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48.", "ЖКХ-02"),
+    delo=DeloRuleTarget("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48.", "ЖКХ-02"),
 )
 LAND = RoutingRule(
-    "Земля и имущество", TargetSystem.DELO, delo=DeloDestination("0.2EZ47.2EZ4A.", "0.2EZ47.2EZ48.")
+    "Земля и имущество", TargetSystem.DELO, delo=DeloRuleTarget("0.2EZ47.2EZ4A.", "0.2EZ47.2EZ48.")
 )
 ANIMALS = RoutingRule("Безнадзорные животные", TargetSystem.EMAIL, email=("vet", "city"))
 HEALTH = RoutingRule("Здравоохранение", TargetSystem.HEALTH)
@@ -90,7 +90,7 @@ REFERENCE = RoutingRule(
 
 TABLE = RoutingTable(
     pos=DIRECTORY,
-    fallback=PosDestination(199, 19901, GOV),
+    fallback=PosRuleTarget(199, 19901, GOV),
     rules=(HEAT, SNOW_DELO, SNOW_POS, LAND, ANIMALS, HEALTH, REFERENCE),
     delo_departments=(
         DeloDepartment("0.2EZ47.2EZ48.", "Управление документационного обеспечения"),
@@ -138,7 +138,7 @@ def test_hotline_marker_replaces_the_default(router: Router) -> None:
 
 
 def test_subordinate_organization_is_addressed_through_its_parent() -> None:
-    rule = replace(HEAT, pos=PosDestination(101, 10101, CENTRE))
+    rule = replace(HEAT, pos=PosRuleTarget(101, 10101, CENTRE))
     route = Router(with_rules(rule), TOPICS).route("Отопление", "122", False)
     assert route.pos is not None and route.pos.organization_id == MINISTRY
     assert route.executor == "Министерство ЖКХ"
@@ -271,34 +271,34 @@ def test_the_sample_table_has_no_problems() -> None:
     ("table", "expected"),
     [
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(101, 10101, 5099))),
+            with_rules(replace(HEAT, pos=PosRuleTarget(101, 10101, 5099))),
             'routing.toml rule #1 (topic "Отопление"): organization 5099 is not connected to ПОС',
             id="organization-unknown",
         ),
         pytest.param(
-            with_rules(SNOW_DELO, SNOW_POS, replace(HEAT, pos=PosDestination(101, 10101, 5002))),
+            with_rules(SNOW_DELO, SNOW_POS, replace(HEAT, pos=PosRuleTarget(101, 10101, 5002))),
             'routing.toml rule #3 (topic "Отопление"): organization 5002 is not connected to ПОС',
             id="organization-not-connected",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(102, 10202, MINISTRY))),
+            with_rules(replace(HEAT, pos=PosRuleTarget(102, 10202, MINISTRY))),
             "rule #1 (topic \"Отопление\"): organization 5001 (Министерство ЖКХ) may not "
             "receive category 102",
             id="category-not-allowed",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(102, 10202, CENTRE))),
+            with_rules(replace(HEAT, pos=PosRuleTarget(102, 10202, CENTRE))),
             "organization 5011 is subordinate to 5001 (Министерство ЖКХ), which is addressed "
             "instead [003] and may not receive category 102",
             id="parent-not-allowed",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(150, 15001, MINISTRY))),
+            with_rules(replace(HEAT, pos=PosRuleTarget(150, 15001, MINISTRY))),
             "category 150 is not in the ПОС category list",
             id="category-unknown",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(101, 10202, MINISTRY))),
+            with_rules(replace(HEAT, pos=PosRuleTarget(101, 10202, MINISTRY))),
             "subcategory 10202 does not belong to category 101 (ЖКХ)",
             id="subcategory-of-another-category",
         ),
@@ -308,7 +308,7 @@ def test_the_sample_table_has_no_problems() -> None:
             id="topic-unknown",
         ),
         pytest.param(
-            with_rules(HEAT, replace(HEAT, pos=PosDestination(199, 19901, GOV))),
+            with_rules(HEAT, replace(HEAT, pos=PosRuleTarget(199, 19901, GOV))),
             'rule #2 (topic "Отопление"): duplicates rule #1 (same topic, all hotlines)',
             id="duplicate",
         ),
@@ -328,18 +328,18 @@ def test_the_sample_table_has_no_problems() -> None:
             id="blank-prefix",
         ),
         pytest.param(
-            with_rules(replace(SNOW_DELO, delo=DeloDestination("0.2EZ47.ZZZ.", "0.2EZ47.2EZ48."))),
+            with_rules(replace(SNOW_DELO, delo=DeloRuleTarget("0.2EZ47.ZZZ.", "0.2EZ47.2EZ48."))),
             "executor 0.2EZ47.ZZZ. is not in the «Дело» department list",
             id="delo-executor-unknown",
         ),
         pytest.param(
-            with_rules(replace(SNOW_DELO, delo=DeloDestination("0.2EZ47.2EZ49.", "0.9."))),
+            with_rules(replace(SNOW_DELO, delo=DeloRuleTarget("0.2EZ47.2EZ49.", "0.9."))),
             "controller 0.9. is not in the «Дело» department list",
             id="delo-controller-unknown",
         ),
         pytest.param(
             with_rules(
-                replace(SNOW_DELO, delo=DeloDestination("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48."))
+                replace(SNOW_DELO, delo=DeloRuleTarget("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48."))
             ),
             'rule #1 (topic "Уборка снега"): no rubric: give rubric_code, or a ТОТК code',
             id="delo-no-rubric",
@@ -356,7 +356,7 @@ def test_the_sample_table_has_no_problems() -> None:
         ),
         pytest.param(
             with_rules(replace(ANIMALS, email=())),
-            "system email needs its destination",
+            "system email needs its target",
             id="email-no-authorities",
         ),
         pytest.param(
@@ -376,16 +376,16 @@ def test_the_sample_table_has_no_problems() -> None:
         ),
         pytest.param(
             with_rules(replace(HEAT, delo=SNOW_DELO.delo)),
-            "system pos cannot carry a delo destination",
-            id="mixed-destinations",
+            "system pos cannot carry a delo target",
+            id="mixed-targets",
         ),
         pytest.param(
-            with_rules(fallback=PosDestination(101, 10101, INSPECTORATE)),
+            with_rules(fallback=PosRuleTarget(101, 10101, INSPECTORATE)),
             "routing.toml fallback: organization 5002 is not connected to ПОС",
             id="fallback-not-connected",
         ),
         pytest.param(
-            with_rules(fallback=PosDestination(102, 10202, MINISTRY)),
+            with_rules(fallback=PosRuleTarget(102, 10202, MINISTRY)),
             "routing.toml fallback: organization 5001 (Министерство ЖКХ) may not receive "
             "category 102",
             id="fallback-category-not-allowed",
@@ -456,9 +456,9 @@ def test_unknown_deadline_policy_is_refused() -> None:
 
 def test_every_problem_is_listed_not_only_the_first() -> None:
     table = with_rules(
-        replace(HEAT, pos=PosDestination(101, 10101, INSPECTORATE)),
+        replace(HEAT, pos=PosRuleTarget(101, 10101, INSPECTORATE)),
         replace(ANIMALS, email=("nobody",)),
-        fallback=PosDestination(199, 19901, 5099),
+        fallback=PosRuleTarget(199, 19901, 5099),
     )
     found = problems_of(table)
     assert len(found) == 3
@@ -515,14 +515,14 @@ def random_tables(draw: st.DrawFn) -> RoutingTable:
             parent=parent, connected=draw(st.booleans()),
         ))
     directory = PosDirectory(CATEGORIES, tuple(organizations))
-    base = RoutingTable(pos=directory, fallback=PosDestination(3, 31, GOV))
+    base = RoutingTable(pos=directory, fallback=PosRuleTarget(3, 31, GOV))
     rules: list[RoutingRule] = []
     for topic in TOPICS.topics:
         category = draw(st.sampled_from(CATEGORIES))
         rule = RoutingRule(
             topic.name, TargetSystem.POS,
             hotline=draw(st.none() | st.sampled_from(["122", "doverie"])),
-            pos=PosDestination(category.id, category.subcategories[0].id,
+            pos=PosRuleTarget(category.id, category.subcategories[0].id,
                                draw(st.sampled_from([GOV, *ORG_IDS, 7999]))),
         )
         # Keep the rules the checks accept: the router must then route them safely.
