@@ -366,14 +366,6 @@ def _load(
     return _Loaded(table, topics, tuple(problems))
 
 
-def load_topics(path: Path | None = None) -> TopicDictionary:
-    """The topic dictionary (default: the packaged `topics.toml`); raises on any problem."""
-    topics, problems = _parse_topics(path or DEFAULT_TOPICS_FILE)
-    if topics is None or problems:
-        raise RoutingConfigError(problems)
-    return topics
-
-
 def load_router(
     routing_path: Path | None = None,
     topics_path: Path | None = None,

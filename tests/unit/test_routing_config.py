@@ -16,7 +16,6 @@ from config.routing import (
     RoutingConfigError,
     check_routing,
     load_router,
-    load_topics,
 )
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import TOTK_CODE, Router, UnknownTopic
@@ -161,20 +160,20 @@ def test_shipped_files_are_the_packaged_defaults() -> None:
 
 
 def test_shipped_dictionary_has_every_topic_of_the_regulation() -> None:
-    names = [t.name for t in load_topics().topics]
+    names = [t.name for t in load_router().topics.topics]
     assert [n for n in names if n in TOPICS_001] == list(TOPICS_001)
     assert set(names) - set(TOPICS_001) == {"Здравоохранение"}  # [004: 12]
 
 
 def test_shipped_dictionary_marks_informational_topics() -> None:
-    informational = {t.name for t in load_topics().topics if t.informational}
+    informational = {t.name for t in load_router().topics.topics if t.informational}
     assert informational == {
         "Справочная информация (адреса, телефоны, режим работы)", "Нерезультативный звонок"
     }
 
 
 def test_shipped_totk_codes_are_well_formed() -> None:
-    topics = load_topics()
+    topics = load_router().topics
     assert topics.topic("Оплата жилищно-коммунальных услуг ЖКХ").totk_code == \
         "0005.0005.0056.1149"
     for topic in topics.topics:
@@ -182,7 +181,7 @@ def test_shipped_totk_codes_are_well_formed() -> None:
 
 
 def test_shipped_outcomes_and_results_follow_the_regulation() -> None:
-    topics = load_topics()
+    topics = load_router().topics
     assert topics.consultation_outcomes == (
         "консультация в рамках полномочий",
         "предоставлена справочная информация",
@@ -481,9 +480,9 @@ def test_unknown_deadline_policy_is_refused(tmp_path: Path) -> None:
 
 def test_topics_file_problems_name_the_topic(tmp_path: Path) -> None:
     topics_text = TOPICS_TOML + '\n[[topics]]\nname = "Канализация"\ntotk = "0005-0005"\n'
-    _, topics = write(tmp_path, "", topics=topics_text)
+    routing, topics = write(tmp_path, "", topics=topics_text)
     with pytest.raises(RoutingConfigError) as caught:
-        load_topics(topics)
+        load_router(routing, topics)
     assert 'topics.toml topic #4 ("Канализация"): ТОТК code \'0005-0005\'' in str(caught.value)
 
 
