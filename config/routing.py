@@ -3,10 +3,10 @@
 Two doors, one set of checks:
 
 - `load_router` is what start-up calls: it raises `RoutingConfigError` listing every
-  problem, so the daemon never starts with a rule that would address an organisation not
+  problem, so the daemon never starts with a rule that would address an organization not
   connected to ПОС or not allowed the category [003];
 - `check_routing` is what `gateway routes check` calls: it never raises, and describes the
-  whole table (including where a subordinate organisation is replaced by its parent
+  whole table (including where a subordinate organization is replaced by its parent
   [003]) with every problem, so an admin can fix them all in one go.
 
 The shape of the files is checked here (pydantic); what the entries mean together is
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from config.errors import ConfigError
 from gateway.domain.route import TargetSystem
@@ -30,13 +30,13 @@ from gateway.domain.routing import (
     DEFAULT_TEXT_PREFIX,
     ConsiderationResult,
     DeloDepartment,
-    DeloDestination,
+    DeloRuleTarget,
     EmailAuthority,
     HealthDuty,
     PosCategory,
-    PosDestination,
     PosDirectory,
-    PosOrganisation,
+    PosOrganization,
+    PosRuleTarget,
     PosSubcategory,
     Router,
     RoutingRule,
@@ -67,8 +67,13 @@ class RoutingConfigError(ConfigError):
 
 
 class _Entry(BaseModel):
-    # Unknown keys are refused: a misspelt "organization" must not silently become a default.
+    # Unknown keys are refused: a misspelt "organizaton" must not silently become a default.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Files written before the spelling settled on "organization" still load.
+_ORGANIZATION = AliasChoices("organization", "organisation")
+_ORGANIZATIONS = AliasChoices("organizations", "organisations")
 
 
 class _TopicEntry(_Entry):
@@ -104,7 +109,7 @@ class _Category(_Entry):
     subcategories: list[_Subcategory] = Field(default_factory=list)
 
 
-class _Organisation(_Entry):
+class _Organization(_Entry):
     id: int
     name: str
     categories: list[int] = Field(default_factory=list)
@@ -117,11 +122,13 @@ class _Pos(_Entry):
     default_text_prefix: str = DEFAULT_TEXT_PREFIX
     text_prefix: dict[str, str] = Field(default_factory=dict)
     categories: list[_Category] = Field(default_factory=list)
-    organisations: list[_Organisation] = Field(default_factory=list)
+    organizations: list[_Organization] = Field(
+        default_factory=list, validation_alias=_ORGANIZATIONS
+    )
 
 
 class _Fallback(_Entry):
-    organisation: int
+    organization: int = Field(validation_alias=_ORGANIZATION)
     category: int
     subcategory: int
     deadline_policy: str = DEFAULT_DEADLINE_POLICY
@@ -161,7 +168,7 @@ class _PosRule(_Rule):
     system: Literal["pos"]
     category: int
     subcategory: int
-    organisation: int
+    organization: int = Field(validation_alias=_ORGANIZATION)
 
 
 class _DeloRule(_Rule):
@@ -261,13 +268,13 @@ def _rule_from(rule: _PosRule | _DeloRule | _EmailRule | _HealthRule | _NoneRule
     if isinstance(rule, _PosRule):
         return RoutingRule(
             system=TargetSystem.POS,
-            pos=PosDestination(rule.category, rule.subcategory, rule.organisation),
+            pos=PosRuleTarget(rule.category, rule.subcategory, rule.organization),
             **common,
         )
     if isinstance(rule, _DeloRule):
         return RoutingRule(
             system=TargetSystem.DELO,
-            delo=DeloDestination(rule.executor, rule.controller, rule.rubric),
+            delo=DeloRuleTarget(rule.executor, rule.controller, rule.rubric),
             **common,
         )
     if isinstance(rule, _EmailRule):
@@ -283,12 +290,12 @@ def _table_from(parsed: _RoutingFile) -> RoutingTable:
             PosCategory(c.id, c.name, tuple(PosSubcategory(s.id, s.name) for s in c.subcategories))
             for c in parsed.pos.categories
         ),
-        organisations=tuple(
-            PosOrganisation(
+        organizations=tuple(
+            PosOrganization(
                 id=o.id, name=o.name, categories=frozenset(o.categories),
                 any_category=o.any_category, parent=o.parent, connected=o.connected,
             )
-            for o in parsed.pos.organisations
+            for o in parsed.pos.organizations
         ),
         default_text_prefix=parsed.pos.default_text_prefix,
         text_prefixes=tuple(parsed.pos.text_prefix.items()),
@@ -296,7 +303,7 @@ def _table_from(parsed: _RoutingFile) -> RoutingTable:
     fb = parsed.fallback
     return RoutingTable(
         pos=pos,
-        fallback=PosDestination(fb.category, fb.subcategory, fb.organisation),
+        fallback=PosRuleTarget(fb.category, fb.subcategory, fb.organization),
         fallback_deadline_policy=fb.deadline_policy,
         rules=tuple(_rule_from(r) for r in parsed.rules),
         delo_departments=tuple(DeloDepartment(d.due, d.name) for d in parsed.delo.departments),
@@ -359,14 +366,6 @@ def _load(
     return _Loaded(table, topics, tuple(problems))
 
 
-def load_topics(path: Path | None = None) -> TopicDictionary:
-    """The topic dictionary (default: the packaged `topics.toml`); raises on any problem."""
-    topics, problems = _parse_topics(path or DEFAULT_TOPICS_FILE)
-    if topics is None or problems:
-        raise RoutingConfigError(problems)
-    return topics
-
-
 def load_router(
     routing_path: Path | None = None,
     topics_path: Path | None = None,
@@ -416,16 +415,16 @@ class RoutingReport:
     problems: tuple[str, ...]
 
 
-def _describe_pos(table: RoutingTable, destination: PosDestination) -> str:
-    where = f"category {destination.category_id}/{destination.subcategory_id}"
-    resolved = resolve_addressee(table.pos, destination.organisation_id)
+def _describe_pos(table: RoutingTable, target: PosRuleTarget) -> str:
+    where = f"category {target.category_id}/{target.subcategory_id}"
+    resolved = resolve_addressee(table.pos, target.organization_id)
     if isinstance(resolved, str):
-        return f"ПОС, organisation {destination.organisation_id} (unusable), {where}"
-    org = resolved.organisation
+        return f"ПОС, organization {target.organization_id} (unusable), {where}"
+    org = resolved.organization
     text = f"ПОС, {org.name} ({org.id}), {where}"
     if resolved.via_parent:
-        text += (f"; the rule names {destination.organisation_id}, a subordinate "
-                 f"organisation: addressed to its parent {org.id} [003]")
+        text += (f"; the rule names {target.organization_id}, a subordinate "
+                 f"organization: addressed to its parent {org.id} [003]")
     return text
 
 

@@ -1,8 +1,9 @@
 """The one place that wires the gateway together from settings.
 
-Everything the core needs arrives through `bootstrap(...)`: tests hand in fakes through
-the same door (a manual clock, an in-memory outbox, a fixed router, fake adapters), the
-CLI hands in nothing and gets the real thing built from settings.
+`bootstrap(settings)` builds every part from the settings; a part passed as a keyword is
+used instead. Today's callers pass few: tests a `ManualClock` and their own metrics
+registry, the CLI's database-only commands an empty `Adapters()` so that no outside
+system is contacted. The outbox is always a SQL store; there is no in-memory one here.
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ def bootstrap(
     adapters: Adapters | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Gateway:
+    """The gateway built from `settings`, with any part given here used instead.
+
+    Routing, deadlines and the calendar are read from their files unless both `routes`
+    and `deadlines` are given; adapters are built from the settings unless given.
+    """
     limits = settings.database
     engine = engine or create_engine(settings.database_url, timeouts=Timeouts(
         statement_s=limits.statement_timeout_s, lock_s=limits.lock_timeout_s,
@@ -192,7 +198,7 @@ def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:
 
 
 def build_adapters(settings: Settings) -> Adapters:
-    """The real adapters for every system the settings configure."""
+    """ПОС and «Дело» adapters when their base URL is set; the SMTP mailer and letters always."""
     from adapters.email import factory as email_factory
     from adapters.email.letters import LetterTemplates, TemplateLetters
 

@@ -123,12 +123,6 @@ class Rubric(Row):
     RUBRIC_CODE: str | None = None
 
 
-class Department(Row):
-    DUE: str
-    SURNAME: str | None = None
-    DUTY: str | None = None
-
-
 class DocRc(Row):
     ISN_DOC: int
     FREE_NUM: str | None = None

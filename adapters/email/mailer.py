@@ -202,10 +202,10 @@ def compose(
         raise Permanent(f"letter cannot be composed ({type(exc).__name__})") from None
 
 
-# What `_transaction` uses of aiosmtplib beyond its documented API: the session's protocol,
-# its `write` and `read_response`. Present in the pinned range (pyproject.toml); without
-# them the mailer falls back to `SMTP.data` (tests/integration/test_email_smtp.py).
-PROTOCOL_INTERNALS = ("SMTP.protocol", "SMTPProtocol.write", "SMTPProtocol.read_response")
+# What `_transaction` uses of aiosmtplib beyond its documented API: `SMTP.protocol`,
+# `SMTPProtocol.write` and `SMTPProtocol.read_response`. Present in the pinned range
+# (pyproject.toml); without them the mailer falls back to `SMTP.data`
+# (tests/integration/test_email_smtp.py).
 
 
 def missing_protocol_internals() -> tuple[str, ...]:

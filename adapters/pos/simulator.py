@@ -56,9 +56,9 @@ class PosSimulatorSettings(BaseModel):
     reject_fraction: float = Field(default=0.0, ge=0, le=1)  # rejected at moderation
     answer_sent_fraction: float = Field(default=0.0, ge=0, le=1)  # ПОС e-mails it itself
     planned_days: int = Field(default=10, ge=0)
-    # category_id → organisations allowed for it; None allows any [003].
+    # category_id → organizations allowed for it; None allows any [003].
     categories: dict[int, list[int]] | None = None
-    # Organisations connected to ПОС; None means all are.
+    # Organizations connected to ПОС; None means all are.
     connected_organizations: list[int] | None = None
     organization_names: dict[int, str] = Field(default_factory=dict)
     # Off: a repeated Idempotency-Key creates again, so only the client's lookup prevents

@@ -36,7 +36,6 @@ from gateway.domain.intake import NewCall, without_invisible
 # Largest id a BIGINT column holds; a larger one in a path or query is no row of ours.
 MAX_ROW_ID = 2**63 - 1
 
-Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 Long = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 Required128 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]

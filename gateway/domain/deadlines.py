@@ -255,20 +255,6 @@ class RequestAnswerDeadline:
 
 
 @dataclass(frozen=True, slots=True)
-class Extension:
-    """A granted extension of a request's answer deadline [004: 10.3]."""
-
-    due_at: datetime
-    requested_due_at: datetime
-    capped: bool  # the request asked for more than the regulation allows
-    reason: str
-
-
-class ExtensionRefused(GatewayError, ValueError):
-    """The extension cannot be granted as asked (no reason, or not later than now due)."""
-
-
-@dataclass(frozen=True, slots=True)
 class CallbackAttempt:
     """The window for the next try to return a missed call [001: 13]."""
 
@@ -361,32 +347,6 @@ def request_answer_deadline(
             else term_end(rule.longest_answer, request_sent_at, calendar, tz, ends)
         ),
     )
-
-
-def extend_request_deadline(
-    request_sent_at: datetime, current_due_at: datetime, requested_due_at: datetime,
-    reason: str, policy: DeadlinePolicy, calendar: WorkCalendar, tz: tzinfo,
-) -> Extension:
-    """Grant an extension of a request's answer, capped at the regulation's limit.
-
-    The official must give reasons, and the answer may never come later than 5 working days
-    after the request was received, however often it is extended [004: 10.3]. Raises
-    `ExtensionRefused` without a reason or when the new date is not later than the current.
-    """
-    current = _local(current_due_at, tz, "current_due_at")
-    requested = _local(requested_due_at, tz, "requested_due_at")
-    if not reason.strip():
-        raise ExtensionRefused("an extension must state its reasons [004: 10.3]")
-    if requested <= current:
-        raise ExtensionRefused(
-            f"{requested.isoformat()} is not later than the current deadline {current.isoformat()}"
-        )
-    latest = request_answer_deadline(request_sent_at, policy, calendar, tz).latest_at
-    if latest is None or requested <= latest:
-        return Extension(due_at=requested, requested_due_at=requested, capped=False,
-                         reason=reason.strip())
-    return Extension(due_at=max(latest, current), requested_due_at=requested, capped=True,
-                     reason=reason.strip())
 
 
 def next_callback_attempt(

@@ -16,7 +16,7 @@ class TargetSystem(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PosTarget:
-    """ПОС addressing: category and subcategory decide which organisations may receive."""
+    """ПОС addressing: category and subcategory decide which organizations may receive."""
 
     category_id: int
     subcategory_id: int

@@ -4,8 +4,8 @@ The rules come from the regulations, the data from configuration:
 
 - [001, appendix 2] the topic dictionary (topics, consultation outcomes, results of
   consideration with their "comment required" rules) is what operators pick from;
-- [003] ПОС: only organisations connected to ПОС may be addressees, only for categories they
-  may receive; a matter of a body with subordinate organisations in ПОС goes to the body;
+- [003] ПОС: only organizations connected to ПОС may be addressees, only for categories they
+  may receive; a matter of a body with subordinate organizations in ПОС goes to the body;
   when in doubt the regional government is the executor; every message starts with the
   hotline's marker («Центр мониторинга 112» by default);
 - [002: 2.8.6, 2.8.9] «Дело»: a registration card under a rubric, with the executor
@@ -16,7 +16,7 @@ The rules come from the regulations, the data from configuration:
 
 A table that can never work is refused before the daemon starts: `routing_problems` lists
 every such defect, and `Router` will not be built from a table that has any. Once built,
-a router never addresses an organisation that cannot receive the message.
+a router never addresses an organization that cannot receive the message.
 
 Pure domain: no configuration format and no validation library here; `config.routing`
 reads the TOML files and builds these objects.
@@ -239,12 +239,12 @@ class PosCategory:
 
 
 @dataclass(frozen=True, slots=True)
-class PosOrganisation:
-    """An organisation known to ПОС [003].
+class PosOrganization:
+    """An organization known to ПОС [003].
 
-    `parent`: the body that coordinates this organisation in ПОС; a message for this
-    organisation is addressed to the parent [003, instruction item 4].
-    `connected`: false for organisations not (yet) in ПОС, kept so the table can say why
+    `parent`: the body that coordinates this organization in ПОС; a message for this
+    organization is addressed to the parent [003, instruction item 4].
+    `connected`: false for organizations not (yet) in ПОС, kept so the table can say why
     a rule naming them is refused.
     """
 
@@ -261,18 +261,18 @@ class PosOrganisation:
 
 @dataclass(frozen=True, slots=True)
 class PosDirectory:
-    """What the gateway knows of ПОС: categories, connected organisations, text markers."""
+    """What the gateway knows of ПОС: categories, connected organizations, text markers."""
 
     categories: tuple[PosCategory, ...]
-    organisations: tuple[PosOrganisation, ...]
+    organizations: tuple[PosOrganization, ...]
     default_text_prefix: str = DEFAULT_TEXT_PREFIX  # "" means: each hotline needs its own
     text_prefixes: tuple[tuple[str, str], ...] = ()  # (hotline, prefix)
 
     def category(self, category_id: int) -> PosCategory | None:
         return next((c for c in self.categories if c.id == category_id), None)
 
-    def organisation(self, organisation_id: int) -> PosOrganisation | None:
-        return next((o for o in self.organisations if o.id == organisation_id), None)
+    def organization(self, organization_id: int) -> PosOrganization | None:
+        return next((o for o in self.organizations if o.id == organization_id), None)
 
     def text_prefix(self, hotline: str) -> str:
         """The hotline's marker, else the default; "" when neither is set."""
@@ -281,12 +281,13 @@ class PosDirectory:
 
 
 @dataclass(frozen=True, slots=True)
-class PosDestination:
-    """Where a ПОС message goes: category, subcategory and the organisation named by the rule."""
+class PosRuleTarget:
+    """A rule's ПОС target: the organization it names, which the route's `PosTarget` may
+    replace by the parent [003]; category and subcategory as the rule gives them."""
 
     category_id: int
     subcategory_id: int
-    organisation_id: int
+    organization_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +299,11 @@ class DeloDepartment:
 
 
 @dataclass(frozen=True, slots=True)
-class DeloDestination:
-    """[002: 2.8.6, 2.8.9] rubric, executor subdivision and controller of the card.
+class DeloRuleTarget:
+    """A rule's «Дело» target [002: 2.8.6, 2.8.9]: rubric, executor subdivision and
+    controller of the card.
 
-    `rubric_code` None: the topic's ТОТК code is the rubric.
+    `rubric_code` None: the topic's ТОТК code is the rubric of the route's `DeloTarget`.
     """
 
     executor_due: str
@@ -330,15 +332,15 @@ class HealthDuty:
 class RoutingRule:
     """One line of the table: a topic, optionally only for one hotline, and where it goes.
 
-    Exactly the destination of `system` is set: `pos`, `delo`, `email` (authority ids), or
+    Exactly the target of `system` is set: `pos`, `delo`, `email` (authority ids), or
     nothing for `health` and `none`. `deadline_policy` None: the system's default.
     """
 
     topic: str
     system: TargetSystem
     hotline: str | None = None
-    pos: PosDestination | None = None
-    delo: DeloDestination | None = None
+    pos: PosRuleTarget | None = None
+    delo: DeloRuleTarget | None = None
     email: tuple[str, ...] = ()
     deadline_policy: str | None = None
 
@@ -352,7 +354,7 @@ class RoutingTable:
     """The whole routing configuration; `fallback` is the regional government in ПОС [003]."""
 
     pos: PosDirectory
-    fallback: PosDestination
+    fallback: PosRuleTarget
     rules: tuple[RoutingRule, ...] = ()
     delo_departments: tuple[DeloDepartment, ...] = ()
     email_authorities: tuple[EmailAuthority, ...] = ()
@@ -371,84 +373,84 @@ class RoutingTable:
 
 @dataclass(frozen=True, slots=True)
 class PosAddressee:
-    """The organisation a ПОС message is actually addressed to, and why."""
+    """The organization a ПОС message is actually addressed to, and why."""
 
-    organisation: PosOrganisation
-    named: int  # the organisation the rule names
-    via_parent: bool  # true when the rule named a subordinate organisation
+    organization: PosOrganization
+    named: int  # the organization the rule names
+    via_parent: bool  # true when the rule named a subordinate organization
 
 
-def resolve_addressee(pos: PosDirectory, organisation_id: int) -> PosAddressee | str:
-    """The topmost connected body above (or at) the named organisation, else why there is none.
+def resolve_addressee(pos: PosDirectory, organization_id: int) -> PosAddressee | str:
+    """The topmost connected body above (or at) the named organization, else why there is none.
 
-    [003, instruction item 4] a matter of a body with subordinate organisations in ПОС is
+    [003, instruction item 4] a matter of a body with subordinate organizations in ПОС is
     addressed to the body, which coordinates and informs its subordinates.
     """
-    named = pos.organisation(organisation_id)
+    named = pos.organization(organization_id)
     if named is None:
-        return f"organisation {organisation_id} is not connected to ПОС"
+        return f"organization {organization_id} is not connected to ПОС"
     chain = [named]
     current = named
     while current.parent is not None:
-        parent = pos.organisation(current.parent)
+        parent = pos.organization(current.parent)
         if parent is None:
             break  # reported once for the directory; the chain ends here
         if any(o.id == parent.id for o in chain):
-            return f"organisation {organisation_id} has a cycle of parents"
+            return f"organization {organization_id} has a cycle of parents"
         chain.append(parent)
         current = parent
     connected = [o for o in chain if o.connected]
     if not connected:
         if len(chain) == 1:
-            return f"organisation {organisation_id} is not connected to ПОС"
+            return f"organization {organization_id} is not connected to ПОС"
         return (
-            f"organisation {organisation_id} is not connected to ПОС, nor is any body "
+            f"organization {organization_id} is not connected to ПОС, nor is any body "
             f"above it ({', '.join(str(o.id) for o in chain[1:])})"
         )
     top = connected[-1]
-    return PosAddressee(top, named=organisation_id, via_parent=top.id != organisation_id)
+    return PosAddressee(top, named=organization_id, via_parent=top.id != organization_id)
 
 
-def _pos_destination_problems(
-    pos: PosDirectory, destination: PosDestination
+def _pos_rule_target_problems(
+    pos: PosDirectory, target: PosRuleTarget
 ) -> tuple[list[str], PosAddressee | None]:
     problems: list[str] = []
-    category = pos.category(destination.category_id)
+    category = pos.category(target.category_id)
     if category is None:
-        problems.append(f"category {destination.category_id} is not in the ПОС category list")
-    elif not category.has_subcategory(destination.subcategory_id):
+        problems.append(f"category {target.category_id} is not in the ПОС category list")
+    elif not category.has_subcategory(target.subcategory_id):
         problems.append(
-            f"subcategory {destination.subcategory_id} does not belong to category "
-            f"{destination.category_id} ({category.name})"
+            f"subcategory {target.subcategory_id} does not belong to category "
+            f"{target.category_id} ({category.name})"
         )
-    resolved = resolve_addressee(pos, destination.organisation_id)
+    resolved = resolve_addressee(pos, target.organization_id)
     if isinstance(resolved, str):
         problems.append(resolved)
         return problems, None
-    addressee = resolved.organisation
-    if not addressee.may_receive(destination.category_id):
+    addressee = resolved.organization
+    if not addressee.may_receive(target.category_id):
         if resolved.via_parent:
             problems.append(
-                f"organisation {destination.organisation_id} is subordinate to "
+                f"organization {target.organization_id} is subordinate to "
                 f"{addressee.id} ({addressee.name}), which is addressed instead [003] and "
-                f"may not receive category {destination.category_id}"
+                f"may not receive category {target.category_id}"
             )
         else:
             problems.append(
-                f"organisation {addressee.id} ({addressee.name}) may not receive "
-                f"category {destination.category_id}"
+                f"organization {addressee.id} ({addressee.name}) may not receive "
+                f"category {target.category_id}"
             )
     return problems, resolved
 
 
-def _in_parent_cycle(pos: PosDirectory, org: PosOrganisation) -> bool:
+def _in_parent_cycle(pos: PosDirectory, org: PosOrganization) -> bool:
     seen = {org.id}
-    current: PosOrganisation | None = org
+    current: PosOrganization | None = org
     while current is not None and current.parent is not None:
         if current.parent in seen:
             return True
         seen.add(current.parent)
-        current = pos.organisation(current.parent)
+        current = pos.organization(current.parent)
     return False
 
 
@@ -464,20 +466,20 @@ def _directory_problems(table: RoutingTable, source: str) -> list[RoutingProblem
             problems.append(RoutingProblem(
                 f"{source} [pos] category {category.id}", f"subcategory {sid} listed twice"
             ))
-    org_ids = [o.id for o in pos.organisations]
+    org_ids = [o.id for o in pos.organizations]
     for oid in sorted({o for o in org_ids if org_ids.count(o) > 1}):
-        problems.append(RoutingProblem(f"{source} [pos] organisation {oid}", "listed twice"))
+        problems.append(RoutingProblem(f"{source} [pos] organization {oid}", "listed twice"))
     known_categories = set(category_ids)
-    for org in pos.organisations:
-        where = f"{source} [pos] organisation {org.id} ({org.name})"
+    for org in pos.organizations:
+        where = f"{source} [pos] organization {org.id} ({org.name})"
         for cid in sorted(org.categories - known_categories):
             problems.append(RoutingProblem(where, f"category {cid} is not in the category list"))
         if org.parent is not None:
             if org.parent == org.id:
                 problems.append(RoutingProblem(where, "is its own parent"))
-            elif pos.organisation(org.parent) is None:
+            elif pos.organization(org.parent) is None:
                 problems.append(RoutingProblem(
-                    where, f"parent {org.parent} is not in the organisation list"
+                    where, f"parent {org.parent} is not in the organization list"
                 ))
             elif _in_parent_cycle(pos, org):
                 problems.append(RoutingProblem(where, "has a cycle of parents"))
@@ -528,11 +530,11 @@ def _rule_problems(
         if value
     }
     if wanted is not None and wanted not in present:
-        problems.append(f"system {rule.system.value} needs its destination")
+        problems.append(f"system {rule.system.value} needs its target")
     for extra in sorted(present - {wanted} if wanted else present):
-        problems.append(f"system {rule.system.value} cannot carry a {extra} destination")
+        problems.append(f"system {rule.system.value} cannot carry a {extra} target")
     if rule.system is TargetSystem.POS and rule.pos is not None:
-        problems.extend(_pos_destination_problems(table.pos, rule.pos)[0])
+        problems.extend(_pos_rule_target_problems(table.pos, rule.pos)[0])
         if rule.hotline is not None and not table.pos.text_prefix(rule.hotline).strip():
             problems.append(f"hotline {rule.hotline!r} has no text prefix for ПОС [003]")
     if rule.system is TargetSystem.DELO and rule.delo is not None:
@@ -592,7 +594,7 @@ def routing_problems(
             found.append(RoutingProblem(where, f"deadline policy {rule.policy!r} is not defined"))
         problems.extend(found)
     fallback_where = f"{source} fallback"
-    for message in _pos_destination_problems(table.pos, table.fallback)[0]:
+    for message in _pos_rule_target_problems(table.pos, table.fallback)[0]:
         problems.append(RoutingProblem(fallback_where, message))
     if policies is not None and table.fallback_deadline_policy not in policies:
         problems.append(RoutingProblem(
@@ -707,20 +709,20 @@ class Router:
             )
         return Route(system=TargetSystem.NONE, executor="", deadline_policy=rule.policy)
 
-    def _pos_route(self, destination: PosDestination, hotline: str, policy: str) -> Route:
+    def _pos_route(self, target: PosRuleTarget, hotline: str, policy: str) -> Route:
         prefix = self._table.pos.text_prefix(hotline)
         if not prefix.strip():
             raise NoTextPrefix(hotline)
-        resolved = resolve_addressee(self._table.pos, destination.organisation_id)
+        resolved = resolve_addressee(self._table.pos, target.organization_id)
         if isinstance(resolved, str):  # excluded by validation; kept for type narrowing
             raise RoutingTableInvalid([RoutingProblem("routing", resolved)])
-        addressee = resolved.organisation
+        addressee = resolved.organization
         return Route(
             system=TargetSystem.POS,
             executor=addressee.name,
             pos=PosTarget(
-                category_id=destination.category_id,
-                subcategory_id=destination.subcategory_id,
+                category_id=target.category_id,
+                subcategory_id=target.subcategory_id,
                 organization_id=addressee.id,
                 text_prefix=prefix,
             ),

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -20,7 +20,6 @@ from adapters.delo.simulator import (
     start_simulator,
 )
 from gateway.domain.appeal import (
-    AnswerChannel,
     Appeal,
     AppealStatus,
     Applicant,
@@ -30,6 +29,7 @@ from gateway.domain.appeal import (
 from gateway.domain.ports import ExternalUpdate, UpdatesPage
 from gateway.domain.route import DeloTarget, Route, TargetSystem
 from outbox import Permanent, Transient
+from tests import builders
 
 ROUTE = Route(
     system=TargetSystem.DELO,
@@ -41,27 +41,9 @@ ROUTE = Route(
 
 
 def make_appeal(**changes: Any) -> Appeal:
-    received = datetime(2026, 11, 23, 6, 15, tzinfo=UTC)
-    appeal = Appeal(
-        id=str(uuid.uuid4()),
-        hotline="122",
-        journal_id=f"J-{uuid.uuid4().hex[:8]}",
-        received_at=received,
-        operator="Иванова А.А.",
-        applicant=Applicant(last_name="Смирнов", first_name="Олег", middle_name="Петрович",
-                            phone="+79001234567", email="o.smirnov@example.ru"),
-        problem_address="г. Владикавказ, ул. Ленина, 1",
-        topic="Отопление",
-        summary="В квартире нет отопления третий день",
-        repeat=False,
-        urgency=Urgency.URGENT,
-        answer_channel=AnswerChannel.PHONE,
-        informational=False,
-        status=AppealStatus.ACCEPTED,
-        route=ROUTE,
-        due_at=received + timedelta(days=7),
-    )
-    return replace(appeal, **changes)
+    """Routed to «Дело», with ids of its own: the simulator keeps every card registered."""
+    fresh = {"id": str(uuid.uuid4()), "journal_id": f"J-{uuid.uuid4().hex[:8]}", "route": ROUTE}
+    return builders.make_appeal(**(fresh | changes))
 
 
 @dataclass

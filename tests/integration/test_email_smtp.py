@@ -23,10 +23,11 @@ import structlog
 from adapters.email.letters import answer_letter, request_letters
 from adapters.email.mailer import SmtpMailer, SmtpSettings, TlsMode
 from adapters.email.sink import DropPoint, MaildirHandler, RunningSink, start_sink
-from gateway.domain.appeal import AnswerChannel, Appeal, AppealStatus, Applicant, Urgency
+from gateway.domain.appeal import AnswerChannel, Appeal, AppealStatus, Applicant
 from gateway.domain.ports import OutgoingMail
 from gateway.domain.route import EmailTarget, Route, TargetSystem
 from outbox import Ambiguous, Permanent, Transient
+from tests import builders
 
 UTC = dt.UTC
 APPEAL_ID = "3f2a9c1e-4b7d-4e2a-9c1e-0123456789ab"
@@ -34,27 +35,16 @@ SENDER = "Горячая линия 122 <hotline@gateway.test>"
 HOUSING = EmailTarget("Министерство ЖКХ", ("zhkh@gov.test",))
 ROADS = EmailTarget("Министерство транспорта", ("roads@gov.test", "roads-duty@gov.test"))
 HEALTH = EmailTarget("Министерство здравоохранения", ("health@gov.test",))
+APPLICANT = Applicant(last_name="Петров", first_name="Иван", middle_name="Сергеевич",
+                      phone="+79001234567", email="petrov@mail.test")
 
 
 def make_appeal() -> Appeal:
-    return Appeal(
-        id=APPEAL_ID,
-        hotline="122",
-        journal_id="KRS-2026-000123",
-        received_at=dt.datetime(2026, 11, 23, 6, 15, tzinfo=UTC),
-        operator="Иванова А.А.",
-        applicant=Applicant(last_name="Петров", first_name="Иван", middle_name="Сергеевич",
-                            phone="+79001234567", email="petrov@mail.test"),
-        problem_address="г. Ульяновск, ул. Гончарова, 1",
-        topic="Отопление",
-        summary="В квартире нет отопления третий день",
-        repeat=False,
-        urgency=Urgency.URGENT,
-        answer_channel=AnswerChannel.EMAIL,
-        informational=False,
-        status=AppealStatus.ANSWER_READY,
+    """A call answered by e-mail, its request gone to three authorities."""
+    return builders.make_appeal(
+        id=APPEAL_ID, applicant=APPLICANT, problem_address="г. Ульяновск, ул. Гончарова, 1",
+        answer_channel=AnswerChannel.EMAIL, status=AppealStatus.ANSWER_READY,
         route=Route(system=TargetSystem.EMAIL, executor="ЖКХ", email=(HOUSING, ROADS, HEALTH)),
-        due_at=dt.datetime(2026, 11, 24, 13, 0, tzinfo=UTC),
     )
 
 

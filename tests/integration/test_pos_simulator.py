@@ -15,16 +15,14 @@ import pytest
 from adapters.pos.client import AnswerNotReady, DeliveryConflict, PosClient
 from adapters.pos.simulator import PosSimulatorSettings, RunningSimulator, start_simulator
 from gateway.domain.appeal import (
-    AnswerChannel,
     Appeal,
-    AppealStatus,
     Applicant,
     DeliveryChannel,
-    Urgency,
 )
 from gateway.domain.ports import ExternalRef, ExternalUpdate
 from gateway.domain.route import PosTarget, Route, TargetSystem
 from outbox import Permanent, Transient
+from tests import builders
 
 MSK = timezone(timedelta(hours=3))
 TOKEN = "test-token"
@@ -33,28 +31,12 @@ Started = tuple[RunningSimulator, PosClient]
 Start = Callable[..., Awaitable[Started]]
 
 
-def make_appeal(appeal_id: str, *, organization_id: int = 5001, category_id: int = 101) -> Appeal:
-    return Appeal(
-        id=appeal_id,
-        hotline="122",
-        journal_id=f"J-{appeal_id}",
-        received_at=datetime(2026, 11, 23, 9, 15, tzinfo=MSK),
-        operator="op-1",
-        applicant=Applicant(last_name="Иванова", first_name="Мария", phone="+79161234567",
-                            postal_address="г. Энск, ул. Заявителей, 1"),
-        problem_address="г. Энск, ул. Ямная, 13",
-        topic="roads",
-        summary="Яма на дороге",
-        repeat=False,
-        urgency=Urgency.CONTROL,
-        answer_channel=AnswerChannel.PHONE,
-        informational=False,
-        status=AppealStatus.ACCEPTED,
-        route=Route(system=TargetSystem.POS, executor="Минтранс",
-                    pos=PosTarget(category_id=category_id, subcategory_id=10105,
-                                  organization_id=organization_id)),
-        due_at=None,
-    )
+def make_appeal(appeal_id: str, *, organization_id: int = 5001, category_id: int = 101,
+                **changes: Any) -> Appeal:
+    """An appeal under `appeal_id`, addressed in ПОС as the test says."""
+    pos = PosTarget(category_id=category_id, subcategory_id=10105, organization_id=organization_id)
+    route = Route(system=TargetSystem.POS, executor="Минтранс", pos=pos)
+    return builders.make_appeal(id=appeal_id, journal_id=f"J-{appeal_id}", route=route, **changes)
 
 
 @pytest.fixture
@@ -123,7 +105,12 @@ async def test_registered_answered_and_delivered_through_the_gateway(start: Star
 async def test_the_message_reaches_pos_as_the_contract_says(start: Start) -> None:
     running, client = await start()
 
-    ref = await client.register(make_appeal("apl-2"))
+    applicant = Applicant(last_name="Иванова", first_name="Мария", phone="+79161234567",
+                          postal_address="г. Энск, ул. Заявителей, 1")
+    ref = await client.register(make_appeal(
+        "apl-2", summary="Яма на дороге", problem_address="г. Энск, ул. Ямная, 13",
+        applicant=applicant, received_at=datetime(2026, 11, 23, 9, 15, tzinfo=MSK),
+    ))
     stored = (await sim_call(running, "GET", f"/_sim/messages/{ref.id}")).json()
 
     assert stored["idempotency_key"] == "apl-2"

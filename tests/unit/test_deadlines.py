@@ -20,14 +20,12 @@ from gateway.domain.deadlines import (
     CallbackRule,
     DeadlinePolicies,
     DeadlinePolicy,
-    ExtensionRefused,
     Minutes,
     RequestRule,
     UnknownDeadlinePolicy,
     WorkingDays,
     WorkingDaysWithCutoff,
     compute_deadlines,
-    extend_request_deadline,
     next_callback_attempt,
     request_answer_deadline,
     term_end,
@@ -182,41 +180,6 @@ def test_a_policy_without_requests_has_no_request_answer_deadline() -> None:
         request_answer_deadline(msk(2025, 3, 3), DEFAULT, CALENDAR, MOSCOW)
 
 
-def test_an_extension_within_five_working_days_is_granted() -> None:
-    sent = msk(2025, 3, 3, 10)
-    extension = extend_request_deadline(
-        sent, end_of(date(2025, 3, 3)), end_of(date(2025, 3, 5)), "the data is with a contractor",
-        EMAIL, CALENDAR, MOSCOW,
-    )
-    assert extension.due_at == end_of(date(2025, 3, 5))
-    assert not extension.capped
-
-
-def test_an_extension_beyond_five_working_days_is_capped() -> None:
-    sent = msk(2025, 3, 3, 10)
-    extension = extend_request_deadline(
-        sent, end_of(date(2025, 3, 3)), end_of(date(2025, 3, 20)), "site inspection needed",
-        EMAIL, CALENDAR, MOSCOW,
-    )
-    assert extension.due_at == end_of(date(2025, 3, 7))
-    assert extension.capped
-    assert extension.requested_due_at == end_of(date(2025, 3, 20))
-
-
-def test_an_extension_without_reasons_is_refused() -> None:
-    sent = msk(2025, 3, 3, 10)
-    with pytest.raises(ExtensionRefused, match="reasons"):
-        extend_request_deadline(sent, end_of(date(2025, 3, 3)), end_of(date(2025, 3, 5)), "  ",
-                                EMAIL, CALENDAR, MOSCOW)
-
-
-def test_an_extension_to_an_earlier_date_is_refused() -> None:
-    sent = msk(2025, 3, 3, 10)
-    with pytest.raises(ExtensionRefused, match="not later"):
-        extend_request_deadline(sent, end_of(date(2025, 3, 3)), msk(2025, 3, 3, 12), "why not",
-                                EMAIL, CALENDAR, MOSCOW)
-
-
 # Missed calls [001: 13]
 
 
@@ -324,8 +287,6 @@ def test_naive_times_are_refused_everywhere() -> None:
         next_callback_attempt(naive, [], CALLBACK, CALENDAR, MOSCOW)
     with pytest.raises(ValueError, match="aware"):
         next_callback_attempt(aware, [naive], CALLBACK, CALENDAR, MOSCOW)
-    with pytest.raises(ValueError, match="aware"):
-        extend_request_deadline(aware, aware, naive, "reason", EMAIL, CALENDAR, MOSCOW)
     with pytest.raises(ValueError, match="aware"):
         term_end(WorkingDays(1), naive, CALENDAR, MOSCOW)
 

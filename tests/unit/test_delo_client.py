@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -26,48 +25,26 @@ from adapters.delo.multipart import (
     encode_responses,
 )
 from gateway.domain.appeal import (
-    AnswerChannel,
     Appeal,
-    AppealStatus,
-    Applicant,
     DeliveryChannel,
     Urgency,
 )
 from gateway.domain.route import DeloTarget, Route, TargetSystem
 from outbox import Ambiguous, HandlerOutcome, Permanent, Transient
+from tests import builders
 
 BASE = "http://delo.test/"
 LOGIN = BASE + wire.LOGIN_PATH
 BATCH = BASE + wire.BATCH_PATH
-APPEAL_ID = "7f1c2d9e-0000-4000-8000-000000000001"
+APPEAL_ID = builders.APPEAL_ID
 Row = dict[str, Any]
 BatchOutcome = httpx.Response | Exception | Callable[[list[EmbeddedRequest]], httpx.Response]
+ROUTE = Route(system=TargetSystem.DELO, executor="Управление ЖКХ",
+              delo=DeloTarget("0005.0005.0056.1153", "0.2D1.2D4.", "0.2D1."))
 
 
 def make_appeal(**changes: Any) -> Appeal:
-    received = datetime(2026, 11, 23, 6, 15, tzinfo=UTC)  # 09:15 in Moscow
-    appeal = Appeal(
-        id=APPEAL_ID,
-        hotline="122",
-        journal_id="KRS-2026-000123",
-        received_at=received,
-        operator="Иванова А.А.",
-        applicant=Applicant(last_name="Смирнов", first_name="Олег", middle_name="Петрович",
-                            phone="+79001234567", email="o.smirnov@example.ru",
-                            postal_address="г. Владикавказ, ул. Мира, 5"),
-        problem_address="г. Владикавказ, ул. Ленина, 1",
-        topic="Отопление",
-        summary="В квартире нет отопления третий день",
-        repeat=False,
-        urgency=Urgency.URGENT,
-        answer_channel=AnswerChannel.PHONE,
-        informational=False,
-        status=AppealStatus.ACCEPTED,
-        route=Route(system=TargetSystem.DELO, executor="Управление ЖКХ",
-                    delo=DeloTarget("0005.0005.0056.1153", "0.2D1.2D4.", "0.2D1.")),
-        due_at=datetime(2026, 11, 30, 20, 59, tzinfo=UTC),  # 30.11 23:59 in Moscow
-    )
-    return replace(appeal, **changes)
+    return builders.make_appeal(**({"route": ROUTE} | changes))
 
 
 PERSONAL = ("Смирнов", "Олег", "+79001234567", "o.smirnov@example.ru", "Мира")

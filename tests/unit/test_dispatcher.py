@@ -160,7 +160,7 @@ async def test_permanent_failure_is_dead_lettered_and_redrive_runs_it_again() ->
 
     async def handler(m: Message) -> None:
         if not fixed:
-            raise Permanent("400: category not allowed for this organisation")
+            raise Permanent("400: category not allowed for this organization")
 
     [row_id] = await store.enqueue(None, [msg("a1")])
     dispatcher = Dispatcher(store, handlers_for(handler), settings=FAST)

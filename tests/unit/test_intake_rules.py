@@ -8,7 +8,6 @@ import pytest
 
 from gateway.domain.appeal import (
     AnswerChannel,
-    Appeal,
     AppealStatus,
     Applicant,
     TransitionNotAllowed,
@@ -29,7 +28,6 @@ from gateway.domain.intake import (
     without_invisible,
 )
 from gateway.domain.mailbox import NotSendable, smtp_mailbox
-from gateway.domain.route import Route
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
@@ -392,27 +390,6 @@ def test_a_reported_time_without_offset_is_refused() -> None:
 
 
 # --- appeal statuses ---------------------------------------------------------------------
-
-
-def appeal(status: AppealStatus) -> Appeal:
-    return Appeal(
-        id="5f0c7c1e-3a57-4a59-9b55-2b1f0e0c9a01",
-        hotline="122",
-        journal_id="KRS-2026-000123",
-        received_at=NOW,
-        operator="Иванова А.А.",
-        applicant=applicant(),
-        problem_address=None,
-        topic="Отопление",
-        summary="нет отопления",
-        repeat=False,
-        urgency=Urgency.URGENT,
-        answer_channel=AnswerChannel.PHONE,
-        informational=False,
-        status=status,
-        route=Route.none(),
-        due_at=None,
-    )
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,11 +21,10 @@ from adapters.email.letters import (
 from gateway.domain.appeal import (
     AnswerChannel,
     Appeal,
-    AppealStatus,
     Applicant,
-    Urgency,
 )
 from gateway.domain.route import EmailTarget, Route, TargetSystem
+from tests import builders
 
 APPEAL_ID = "3f2a9c1e-4b7d-4e2a-9c1e-0123456789ab"
 DUE_AT = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)  # 16:00 in Moscow
@@ -33,30 +33,16 @@ HOUSING = EmailTarget("Министерство ЖКХ", ("zhkh@gov.test",))
 ROADS = EmailTarget("Министерство транспорта", ("roads@gov.test", "roads-duty@gov.test"))
 
 
-def make_appeal(**changes: object) -> Appeal:
-    values: dict[str, object] = dict(
-        id=APPEAL_ID,
-        hotline="122",
-        journal_id="KRS-2026-000123",
-        received_at=datetime(2026, 11, 23, 6, 15, tzinfo=UTC),
-        operator="Иванова А.А.",
-        applicant=Applicant(
-            last_name="Петров", first_name="Иван", middle_name="Сергеевич",
-            phone="+79001234567", email="petrov@mail.test",
-        ),
-        problem_address="г. Ульяновск, ул. Гончарова, 1",
-        topic="Отопление",
-        summary="В квартире нет отопления третий день",
-        repeat=False,
-        urgency=Urgency.URGENT,
-        answer_channel=AnswerChannel.EMAIL,
-        informational=False,
-        status=AppealStatus.ACCEPTED,
-        route=Route(system=TargetSystem.EMAIL, executor="ЖКХ", email=(HOUSING, ROADS)),
-        due_at=DUE_AT,
-    )
-    values.update(changes)
-    return Appeal(**values)  # type: ignore[arg-type]
+APPLICANT = Applicant(last_name="Петров", first_name="Иван", middle_name="Сергеевич",
+                      phone="+79001234567", email="petrov@mail.test")
+ROUTE = Route(system=TargetSystem.EMAIL, executor="ЖКХ", email=(HOUSING, ROADS))
+
+
+def make_appeal(**changes: Any) -> Appeal:
+    """A call answered by e-mail, its request due at DUE_AT."""
+    mine = dict(id=APPEAL_ID, applicant=APPLICANT, problem_address="г. Ульяновск, ул. Гончарова, 1",
+                answer_channel=AnswerChannel.EMAIL, route=ROUTE, due_at=DUE_AT)
+    return builders.make_appeal(**(mine | changes))
 
 
 def test_request_goes_to_every_competent_authority_as_its_own_letter() -> None:

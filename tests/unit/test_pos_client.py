@@ -24,15 +24,13 @@ from adapters.pos.client import (
 from adapters.pos.mapping import load_mapping
 from adapters.retry_after import parse_retry_after
 from gateway.domain.appeal import (
-    AnswerChannel,
     Appeal,
-    AppealStatus,
     Applicant,
     DeliveryChannel,
-    Urgency,
 )
 from gateway.domain.route import PosTarget, Route, TargetSystem
 from outbox import Ambiguous, Permanent, Transient
+from tests import builders
 
 BASE = "https://pos.example.test"
 TOKEN = "secret-token"
@@ -42,30 +40,20 @@ SURNAME = "Иванова"
 PHONE = "+79161234567"
 
 
-def make_appeal(appeal_id: str = "apl-0001", *, pos: PosTarget | None = None) -> Appeal:
-    return Appeal(
-        id=appeal_id,
-        hotline="122",
-        journal_id="J-1",
-        received_at=datetime(2026, 11, 23, 9, 15, tzinfo=MSK),
-        operator="op-7",
-        applicant=Applicant(
-            last_name=SURNAME, first_name="Мария", middle_name="Петровна", phone=PHONE,
-            email="m.ivanova@example.ru", postal_address="г. Энск, ул. Заявителей, 1",
-        ),
-        problem_address="г. Энск, ул. Ямная, 13",
-        topic="roads",
-        summary="Яма на дороге у дома 13",
-        repeat=False,
-        urgency=Urgency.CONTROL,
-        answer_channel=AnswerChannel.PHONE,
-        informational=False,
-        status=AppealStatus.ACCEPTED,
-        route=Route(
-            system=TargetSystem.POS, executor="Минтранс",
-            pos=pos or PosTarget(category_id=101, subcategory_id=10105, organization_id=5001),
-        ),
-        due_at=None,
+APPLICANT = Applicant(
+    last_name=SURNAME, first_name="Мария", middle_name="Петровна", phone=PHONE,
+    email="m.ivanova@example.ru", postal_address="г. Энск, ул. Заявителей, 1",
+)
+ROUTE = Route(system=TargetSystem.POS, executor="Минтранс",
+              pos=PosTarget(category_id=101, subcategory_id=10105, organization_id=5001))
+
+
+def make_appeal() -> Appeal:
+    """The appeal whose create body test_create_sends_the_contract_body spells out."""
+    return builders.make_appeal(
+        id="apl-0001", applicant=APPLICANT, problem_address="г. Энск, ул. Ямная, 13",
+        summary="Яма на дороге у дома 13", received_at=datetime(2026, 11, 23, 9, 15, tzinfo=MSK),
+        route=ROUTE,
     )
 
 

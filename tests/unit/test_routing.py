@@ -12,14 +12,14 @@ from gateway.domain.route import TargetSystem
 from gateway.domain.routing import (
     ConsiderationResult,
     DeloDepartment,
-    DeloDestination,
+    DeloRuleTarget,
     EmailAuthority,
     HealthDuty,
     NoTextPrefix,
     PosCategory,
-    PosDestination,
     PosDirectory,
-    PosOrganisation,
+    PosOrganization,
+    PosRuleTarget,
     PosSubcategory,
     Router,
     RoutingRule,
@@ -60,27 +60,27 @@ DIRECTORY = PosDirectory(
         PosCategory(102, "Благоустройство", (PosSubcategory(10202, "Уборка снега"),)),
         PosCategory(199, "Прочее", (PosSubcategory(19901, "Иное"),)),
     ),
-    organisations=(
-        PosOrganisation(GOV, "Правительство области", any_category=True),
-        PosOrganisation(MINISTRY, "Министерство ЖКХ", frozenset({101})),
-        PosOrganisation(CENTRE, "ОГКУ «Центр ЖКХ»", frozenset({101, 102}), parent=MINISTRY),
-        PosOrganisation(INSPECTORATE, "Жилинспекция", frozenset({101}), connected=False),
-        PosOrganisation(CITY, "Администрация города", frozenset({102})),
-        PosOrganisation(CITY_SERVICE, "МБУ «Благоустройство»", frozenset({102}), parent=CITY),
+    organizations=(
+        PosOrganization(GOV, "Правительство области", any_category=True),
+        PosOrganization(MINISTRY, "Министерство ЖКХ", frozenset({101})),
+        PosOrganization(CENTRE, "ОГКУ «Центр ЖКХ»", frozenset({101, 102}), parent=MINISTRY),
+        PosOrganization(INSPECTORATE, "Жилинспекция", frozenset({101}), connected=False),
+        PosOrganization(CITY, "Администрация города", frozenset({102})),
+        PosOrganization(CITY_SERVICE, "МБУ «Благоустройство»", frozenset({102}), parent=CITY),
     ),
     text_prefixes=(("doverie", "Телефон доверия главы"),),
 )
 
-HEAT = RoutingRule("Отопление", TargetSystem.POS, pos=PosDestination(101, 10101, MINISTRY))
+HEAT = RoutingRule("Отопление", TargetSystem.POS, pos=PosRuleTarget(101, 10101, MINISTRY))
 SNOW_POS = RoutingRule(
-    "Уборка снега", TargetSystem.POS, hotline="122", pos=PosDestination(102, 10202, CITY)
+    "Уборка снега", TargetSystem.POS, hotline="122", pos=PosRuleTarget(102, 10202, CITY)
 )
 SNOW_DELO = RoutingRule(
     "Уборка снега", TargetSystem.DELO,
-    delo=DeloDestination("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48.", "ЖКХ-02"),
+    delo=DeloRuleTarget("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48.", "ЖКХ-02"),
 )
 LAND = RoutingRule(
-    "Земля и имущество", TargetSystem.DELO, delo=DeloDestination("0.2EZ47.2EZ4A.", "0.2EZ47.2EZ48.")
+    "Земля и имущество", TargetSystem.DELO, delo=DeloRuleTarget("0.2EZ47.2EZ4A.", "0.2EZ47.2EZ48.")
 )
 ANIMALS = RoutingRule("Безнадзорные животные", TargetSystem.EMAIL, email=("vet", "city"))
 HEALTH = RoutingRule("Здравоохранение", TargetSystem.HEALTH)
@@ -90,7 +90,7 @@ REFERENCE = RoutingRule(
 
 TABLE = RoutingTable(
     pos=DIRECTORY,
-    fallback=PosDestination(199, 19901, GOV),
+    fallback=PosRuleTarget(199, 19901, GOV),
     rules=(HEAT, SNOW_DELO, SNOW_POS, LAND, ANIMALS, HEALTH, REFERENCE),
     delo_departments=(
         DeloDepartment("0.2EZ47.2EZ48.", "Управление документационного обеспечения"),
@@ -121,7 +121,7 @@ def problems_of(table: RoutingTable, **kwargs: object) -> list[str]:
 # --- routing ---------------------------------------------------------------------------------
 
 
-def test_pos_rule_addresses_the_organisation_with_the_default_marker(router: Router) -> None:
+def test_pos_rule_addresses_the_organization_with_the_default_marker(router: Router) -> None:
     route = router.route("Отопление", "122", informational=False)
     assert route.system is TargetSystem.POS
     assert route.pos is not None
@@ -137,31 +137,31 @@ def test_hotline_marker_replaces_the_default(router: Router) -> None:
     assert route.pos is not None and route.pos.text_prefix == "Телефон доверия главы"
 
 
-def test_subordinate_organisation_is_addressed_through_its_parent() -> None:
-    rule = replace(HEAT, pos=PosDestination(101, 10101, CENTRE))
+def test_subordinate_organization_is_addressed_through_its_parent() -> None:
+    rule = replace(HEAT, pos=PosRuleTarget(101, 10101, CENTRE))
     route = Router(with_rules(rule), TOPICS).route("Отопление", "122", False)
     assert route.pos is not None and route.pos.organization_id == MINISTRY
     assert route.executor == "Министерство ЖКХ"
 
 
 def test_resolution_climbs_to_the_topmost_connected_body() -> None:
-    deep = replace(DIRECTORY, organisations=(
-        *DIRECTORY.organisations,
-        PosOrganisation(5111, "Филиал центра", frozenset({101}), parent=CENTRE),
+    deep = replace(DIRECTORY, organizations=(
+        *DIRECTORY.organizations,
+        PosOrganization(5111, "Филиал центра", frozenset({101}), parent=CENTRE),
     ))
     resolved = resolve_addressee(deep, 5111)
     assert not isinstance(resolved, str)
-    assert resolved.organisation.id == MINISTRY and resolved.via_parent
+    assert resolved.organization.id == MINISTRY and resolved.via_parent
 
 
 def test_connected_subordinate_of_an_unconnected_body_is_addressed_itself() -> None:
-    directory = replace(DIRECTORY, organisations=(
-        *DIRECTORY.organisations,
-        PosOrganisation(5012, "Участок жилинспекции", frozenset({101}), parent=INSPECTORATE),
+    directory = replace(DIRECTORY, organizations=(
+        *DIRECTORY.organizations,
+        PosOrganization(5012, "Участок жилинспекции", frozenset({101}), parent=INSPECTORATE),
     ))
     resolved = resolve_addressee(directory, 5012)
     assert not isinstance(resolved, str)
-    assert resolved.organisation.id == 5012 and not resolved.via_parent
+    assert resolved.organization.id == 5012 and not resolved.via_parent
 
 
 def test_delo_rule_carries_rubric_executor_and_controller(router: Router) -> None:
@@ -271,34 +271,34 @@ def test_the_sample_table_has_no_problems() -> None:
     ("table", "expected"),
     [
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(101, 10101, 5099))),
-            'routing.toml rule #1 (topic "Отопление"): organisation 5099 is not connected to ПОС',
-            id="organisation-unknown",
+            with_rules(replace(HEAT, pos=PosRuleTarget(101, 10101, 5099))),
+            'routing.toml rule #1 (topic "Отопление"): organization 5099 is not connected to ПОС',
+            id="organization-unknown",
         ),
         pytest.param(
-            with_rules(SNOW_DELO, SNOW_POS, replace(HEAT, pos=PosDestination(101, 10101, 5002))),
-            'routing.toml rule #3 (topic "Отопление"): organisation 5002 is not connected to ПОС',
-            id="organisation-not-connected",
+            with_rules(SNOW_DELO, SNOW_POS, replace(HEAT, pos=PosRuleTarget(101, 10101, 5002))),
+            'routing.toml rule #3 (topic "Отопление"): organization 5002 is not connected to ПОС',
+            id="organization-not-connected",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(102, 10202, MINISTRY))),
-            "rule #1 (topic \"Отопление\"): organisation 5001 (Министерство ЖКХ) may not "
+            with_rules(replace(HEAT, pos=PosRuleTarget(102, 10202, MINISTRY))),
+            "rule #1 (topic \"Отопление\"): organization 5001 (Министерство ЖКХ) may not "
             "receive category 102",
             id="category-not-allowed",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(102, 10202, CENTRE))),
-            "organisation 5011 is subordinate to 5001 (Министерство ЖКХ), which is addressed "
+            with_rules(replace(HEAT, pos=PosRuleTarget(102, 10202, CENTRE))),
+            "organization 5011 is subordinate to 5001 (Министерство ЖКХ), which is addressed "
             "instead [003] and may not receive category 102",
             id="parent-not-allowed",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(150, 15001, MINISTRY))),
+            with_rules(replace(HEAT, pos=PosRuleTarget(150, 15001, MINISTRY))),
             "category 150 is not in the ПОС category list",
             id="category-unknown",
         ),
         pytest.param(
-            with_rules(replace(HEAT, pos=PosDestination(101, 10202, MINISTRY))),
+            with_rules(replace(HEAT, pos=PosRuleTarget(101, 10202, MINISTRY))),
             "subcategory 10202 does not belong to category 101 (ЖКХ)",
             id="subcategory-of-another-category",
         ),
@@ -308,7 +308,7 @@ def test_the_sample_table_has_no_problems() -> None:
             id="topic-unknown",
         ),
         pytest.param(
-            with_rules(HEAT, replace(HEAT, pos=PosDestination(199, 19901, GOV))),
+            with_rules(HEAT, replace(HEAT, pos=PosRuleTarget(199, 19901, GOV))),
             'rule #2 (topic "Отопление"): duplicates rule #1 (same topic, all hotlines)',
             id="duplicate",
         ),
@@ -328,18 +328,18 @@ def test_the_sample_table_has_no_problems() -> None:
             id="blank-prefix",
         ),
         pytest.param(
-            with_rules(replace(SNOW_DELO, delo=DeloDestination("0.2EZ47.ZZZ.", "0.2EZ47.2EZ48."))),
+            with_rules(replace(SNOW_DELO, delo=DeloRuleTarget("0.2EZ47.ZZZ.", "0.2EZ47.2EZ48."))),
             "executor 0.2EZ47.ZZZ. is not in the «Дело» department list",
             id="delo-executor-unknown",
         ),
         pytest.param(
-            with_rules(replace(SNOW_DELO, delo=DeloDestination("0.2EZ47.2EZ49.", "0.9."))),
+            with_rules(replace(SNOW_DELO, delo=DeloRuleTarget("0.2EZ47.2EZ49.", "0.9."))),
             "controller 0.9. is not in the «Дело» department list",
             id="delo-controller-unknown",
         ),
         pytest.param(
             with_rules(
-                replace(SNOW_DELO, delo=DeloDestination("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48."))
+                replace(SNOW_DELO, delo=DeloRuleTarget("0.2EZ47.2EZ49.", "0.2EZ47.2EZ48."))
             ),
             'rule #1 (topic "Уборка снега"): no rubric: give rubric_code, or a ТОТК code',
             id="delo-no-rubric",
@@ -356,7 +356,7 @@ def test_the_sample_table_has_no_problems() -> None:
         ),
         pytest.param(
             with_rules(replace(ANIMALS, email=())),
-            "system email needs its destination",
+            "system email needs its target",
             id="email-no-authorities",
         ),
         pytest.param(
@@ -376,49 +376,49 @@ def test_the_sample_table_has_no_problems() -> None:
         ),
         pytest.param(
             with_rules(replace(HEAT, delo=SNOW_DELO.delo)),
-            "system pos cannot carry a delo destination",
-            id="mixed-destinations",
+            "system pos cannot carry a delo target",
+            id="mixed-targets",
         ),
         pytest.param(
-            with_rules(fallback=PosDestination(101, 10101, INSPECTORATE)),
-            "routing.toml fallback: organisation 5002 is not connected to ПОС",
+            with_rules(fallback=PosRuleTarget(101, 10101, INSPECTORATE)),
+            "routing.toml fallback: organization 5002 is not connected to ПОС",
             id="fallback-not-connected",
         ),
         pytest.param(
-            with_rules(fallback=PosDestination(102, 10202, MINISTRY)),
-            "routing.toml fallback: organisation 5001 (Министерство ЖКХ) may not receive "
+            with_rules(fallback=PosRuleTarget(102, 10202, MINISTRY)),
+            "routing.toml fallback: organization 5001 (Министерство ЖКХ) may not receive "
             "category 102",
             id="fallback-category-not-allowed",
         ),
         pytest.param(
-            with_rules(pos=replace(DIRECTORY, organisations=(
-                *DIRECTORY.organisations,
-                PosOrganisation(6001, "А", frozenset({101}), parent=6002),
-                PosOrganisation(6002, "Б", frozenset({101}), parent=6001),
+            with_rules(pos=replace(DIRECTORY, organizations=(
+                *DIRECTORY.organizations,
+                PosOrganization(6001, "А", frozenset({101}), parent=6002),
+                PosOrganization(6002, "Б", frozenset({101}), parent=6001),
             ))),
-            "[pos] organisation 6001 (А): has a cycle of parents",
+            "[pos] organization 6001 (А): has a cycle of parents",
             id="parent-cycle",
         ),
         pytest.param(
-            with_rules(pos=replace(DIRECTORY, organisations=(
-                *DIRECTORY.organisations, PosOrganisation(6001, "А", parent=6999),
+            with_rules(pos=replace(DIRECTORY, organizations=(
+                *DIRECTORY.organizations, PosOrganization(6001, "А", parent=6999),
             ))),
-            "[pos] organisation 6001 (А): parent 6999 is not in the organisation list",
+            "[pos] organization 6001 (А): parent 6999 is not in the organization list",
             id="parent-unknown",
         ),
         pytest.param(
-            with_rules(pos=replace(DIRECTORY, organisations=(
-                *DIRECTORY.organisations, PosOrganisation(6001, "А", frozenset({777})),
+            with_rules(pos=replace(DIRECTORY, organizations=(
+                *DIRECTORY.organizations, PosOrganization(6001, "А", frozenset({777})),
             ))),
-            "[pos] organisation 6001 (А): category 777 is not in the category list",
-            id="organisation-category-unknown",
+            "[pos] organization 6001 (А): category 777 is not in the category list",
+            id="organization-category-unknown",
         ),
         pytest.param(
-            with_rules(pos=replace(DIRECTORY, organisations=(
-                *DIRECTORY.organisations, PosOrganisation(GOV, "Дубль"),
+            with_rules(pos=replace(DIRECTORY, organizations=(
+                *DIRECTORY.organizations, PosOrganization(GOV, "Дубль"),
             ))),
-            "[pos] organisation 5000: listed twice",
-            id="organisation-twice",
+            "[pos] organization 5000: listed twice",
+            id="organization-twice",
         ),
     ],
 )
@@ -456,9 +456,9 @@ def test_unknown_deadline_policy_is_refused() -> None:
 
 def test_every_problem_is_listed_not_only_the_first() -> None:
     table = with_rules(
-        replace(HEAT, pos=PosDestination(101, 10101, INSPECTORATE)),
+        replace(HEAT, pos=PosRuleTarget(101, 10101, INSPECTORATE)),
         replace(ANIMALS, email=("nobody",)),
-        fallback=PosDestination(199, 19901, 5099),
+        fallback=PosRuleTarget(199, 19901, 5099),
     )
     found = problems_of(table)
     assert len(found) == 3
@@ -494,7 +494,7 @@ def test_topic_dictionary_defects_are_listed(topics: TopicDictionary, expected: 
     assert any(expected in str(p) for p in topic_problems(topics))
 
 
-# --- the property: a built router never addresses an organisation that cannot receive ------
+# --- the property: a built router never addresses an organization that cannot receive ------
 
 ORG_IDS = list(range(7001, 7007))
 CATEGORIES = (
@@ -506,23 +506,23 @@ CATEGORIES = (
 
 @st.composite
 def random_tables(draw: st.DrawFn) -> RoutingTable:
-    organisations = [PosOrganisation(GOV, "Правительство", any_category=True)]
+    organizations = [PosOrganization(GOV, "Правительство", any_category=True)]
     for index, org_id in enumerate(ORG_IDS):
         parent = draw(st.none() | st.sampled_from([GOV, *ORG_IDS[:index]]))
-        organisations.append(PosOrganisation(
+        organizations.append(PosOrganization(
             org_id, f"org {org_id}",
             categories=frozenset(draw(st.sets(st.sampled_from([1, 2, 3])))),
             parent=parent, connected=draw(st.booleans()),
         ))
-    directory = PosDirectory(CATEGORIES, tuple(organisations))
-    base = RoutingTable(pos=directory, fallback=PosDestination(3, 31, GOV))
+    directory = PosDirectory(CATEGORIES, tuple(organizations))
+    base = RoutingTable(pos=directory, fallback=PosRuleTarget(3, 31, GOV))
     rules: list[RoutingRule] = []
     for topic in TOPICS.topics:
         category = draw(st.sampled_from(CATEGORIES))
         rule = RoutingRule(
             topic.name, TargetSystem.POS,
             hotline=draw(st.none() | st.sampled_from(["122", "doverie"])),
-            pos=PosDestination(category.id, category.subcategories[0].id,
+            pos=PosRuleTarget(category.id, category.subcategories[0].id,
                                draw(st.sampled_from([GOV, *ORG_IDS, 7999]))),
         )
         # Keep the rules the checks accept: the router must then route them safely.
@@ -538,7 +538,7 @@ def random_tables(draw: st.DrawFn) -> RoutingTable:
     hotline=st.sampled_from(["122", "doverie", "другая"]) | st.text(min_size=1, max_size=8),
     informational=st.booleans(),
 )
-def test_routed_pos_organisation_is_always_connected_and_allowed(
+def test_routed_pos_organization_is_always_connected_and_allowed(
     table: RoutingTable, topic: str, hotline: str, informational: bool
 ) -> None:
     router = Router(table, TOPICS)
@@ -547,7 +547,7 @@ def test_routed_pos_organisation_is_always_connected_and_allowed(
         assert route.system is TargetSystem.NONE
         return
     assert route.pos is not None
-    org = table.pos.organisation(route.pos.organization_id)
+    org = table.pos.organization(route.pos.organization_id)
     assert org is not None and org.connected
     assert org.may_receive(route.pos.category_id)
     category = table.pos.category(route.pos.category_id)
@@ -556,6 +556,6 @@ def test_routed_pos_organisation_is_always_connected_and_allowed(
     # [003] a body's subordinate is never addressed while a connected body stands above it.
     parent = org.parent
     while parent is not None:
-        above = table.pos.organisation(parent)
+        above = table.pos.organization(parent)
         assert above is not None and not above.connected
         parent = above.parent

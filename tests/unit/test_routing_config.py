@@ -16,7 +16,6 @@ from config.routing import (
     RoutingConfigError,
     check_routing,
     load_router,
-    load_topics,
 )
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import TOTK_CODE, Router, UnknownTopic
@@ -85,30 +84,30 @@ id = 199
 name = "Прочее"
 subcategories = [{ id = 19901, name = "Иное" }]
 
-[[pos.organisations]]
+[[pos.organizations]]
 id = 5000
 name = "Правительство Примерной области"
 any_category = true
 
-[[pos.organisations]]
+[[pos.organizations]]
 id = 5001
 name = "Министерство ЖКХ"
 categories = [101]
 
-[[pos.organisations]]
+[[pos.organizations]]
 id = 5011
 name = "ОГКУ «Центр ЖКХ»"
 categories = [101]
 parent = 5001
 
-[[pos.organisations]]
+[[pos.organizations]]
 id = 5002
 name = "Жилинспекция"
 categories = [101]
 connected = false
 
 [fallback]
-organisation = 5000
+organization = 5000
 category = 199
 subcategory = 19901
 
@@ -161,20 +160,20 @@ def test_shipped_files_are_the_packaged_defaults() -> None:
 
 
 def test_shipped_dictionary_has_every_topic_of_the_regulation() -> None:
-    names = [t.name for t in load_topics().topics]
+    names = [t.name for t in load_router().topics.topics]
     assert [n for n in names if n in TOPICS_001] == list(TOPICS_001)
     assert set(names) - set(TOPICS_001) == {"Здравоохранение"}  # [004: 12]
 
 
 def test_shipped_dictionary_marks_informational_topics() -> None:
-    informational = {t.name for t in load_topics().topics if t.informational}
+    informational = {t.name for t in load_router().topics.topics if t.informational}
     assert informational == {
         "Справочная информация (адреса, телефоны, режим работы)", "Нерезультативный звонок"
     }
 
 
 def test_shipped_totk_codes_are_well_formed() -> None:
-    topics = load_topics()
+    topics = load_router().topics
     assert topics.topic("Оплата жилищно-коммунальных услуг ЖКХ").totk_code == \
         "0005.0005.0056.1149"
     for topic in topics.topics:
@@ -182,7 +181,7 @@ def test_shipped_totk_codes_are_well_formed() -> None:
 
 
 def test_shipped_outcomes_and_results_follow_the_regulation() -> None:
-    topics = load_topics()
+    topics = load_router().topics
     assert topics.consultation_outcomes == (
         "консультация в рамках полномочий",
         "предоставлена справочная информация",
@@ -223,7 +222,7 @@ def test_shipped_table_routes_the_usual_calls() -> None:
 
 def test_report_says_where_a_subordinate_is_replaced_by_its_parent() -> None:
     text = check_routing().text
-    assert "the rule names 5011, a subordinate organisation: addressed to its parent 5001" \
+    assert "the rule names 5011, a subordinate organization: addressed to its parent 5001" \
         in text
     assert "Прочие вопросы → fallback" in text
     assert "Fallback (no rule fits): ПОС, Правительство Примерной области (5000)" in text
@@ -235,7 +234,7 @@ def test_report_says_where_a_subordinate_is_replaced_by_its_parent() -> None:
     hotline=st.sampled_from(["122", "doverie"]) | st.text(min_size=1, max_size=10),
     informational=st.booleans(),
 )
-def test_shipped_router_only_addresses_connected_allowed_organisations(
+def test_shipped_router_only_addresses_connected_allowed_organizations(
     topic: str, hotline: str, informational: bool
 ) -> None:
     router = _SHIPPED
@@ -243,7 +242,7 @@ def test_shipped_router_only_addresses_connected_allowed_organisations(
     if informational:
         assert route.system is TargetSystem.NONE
     if route.pos is not None:
-        org = router.table.pos.organisation(route.pos.organization_id)
+        org = router.table.pos.organization(route.pos.organization_id)
         assert org is not None and org.connected
         assert org.may_receive(route.pos.category_id)
         category = router.table.pos.category(route.pos.category_id)
@@ -257,7 +256,7 @@ _SHIPPED = load_router(hotlines=["122"], deadline_policies=POLICIES)
 # --- refusals from files ------------------------------------------------------------------------
 
 
-def test_rule_naming_an_unconnected_organisation_is_refused_with_its_number(
+def test_rule_naming_an_unconnected_organization_is_refused_with_its_number(
     tmp_path: Path,
 ) -> None:
     routing, topics = write(tmp_path, """
@@ -275,11 +274,11 @@ def test_rule_naming_an_unconnected_organisation_is_refused_with_its_number(
         system = "pos"
         category = 101
         subcategory = 10101
-        organisation = 5002
+        organization = 5002
     """)
     with pytest.raises(RoutingConfigError) as caught:
         load_router(routing, topics)
-    assert 'routing.toml rule #3 (topic "Отопление"): organisation 5002 is not connected to ПОС' \
+    assert 'routing.toml rule #3 (topic "Отопление"): organization 5002 is not connected to ПОС' \
         in str(caught.value)
     assert len(caught.value.problems) == 1
 
@@ -291,11 +290,26 @@ def test_rule_naming_a_subordinate_loads_and_addresses_the_parent(tmp_path: Path
         system = "pos"
         category = 101
         subcategory = 10101
-        organisation = 5011
+        organization = 5011
     """)
     route = load_router(routing, topics).route("Отопление", "122", False)
     assert route.pos is not None and route.pos.organization_id == 5001
     assert "addressed to its parent 5001 [003]" in check_routing(routing, topics).text
+
+
+def test_file_in_the_old_spelling_organisation_still_loads(tmp_path: Path) -> None:
+    head = ROUTING_HEAD.replace("organization", "organisation")
+    routing, topics = write(tmp_path, """
+        [[rules]]
+        topic = "Отопление"
+        system = "pos"
+        category = 101
+        subcategory = 10101
+        organisation = 5011
+    """, head=head)
+    route = load_router(routing, topics).route("Отопление", "122", False)
+    assert route.pos is not None and route.pos.organization_id == 5001
+    assert check_routing(routing, topics).problems == ()
 
 
 @pytest.mark.parametrize(
@@ -307,7 +321,7 @@ def test_rule_naming_a_subordinate_loads_and_addresses_the_parent(tmp_path: Path
             topic = "Отопление"
             system = "pos"
             subcategory = 10101
-            organisation = 5001
+            organization = 5001
             """,
             'routing.toml rule #1 (topic "Отопление"): category: Field required',
             id="missing-field",
@@ -319,9 +333,9 @@ def test_rule_naming_a_subordinate_loads_and_addresses_the_parent(tmp_path: Path
             system = "pos"
             category = 101
             subcategory = 10101
-            organization = 5001
+            organizaton = 5001
             """,
-            'routing.toml rule #1 (topic "Отопление"): organization: Extra inputs are not '
+            'routing.toml rule #1 (topic "Отопление"): organizaton: Extra inputs are not '
             "permitted",
             id="misspelt-key",
         ),
@@ -412,10 +426,10 @@ def test_delo_rule_without_rubric_takes_the_topics_totk_code(tmp_path: Path) -> 
 
 
 def test_invalid_fallback_is_refused(tmp_path: Path) -> None:
-    head = ROUTING_HEAD.replace("organisation = 5000", "organisation = 5002")
+    head = ROUTING_HEAD.replace("organization = 5000", "organization = 5002")
     routing, topics = write(tmp_path, "", head=head)
     with pytest.raises(RoutingConfigError, match=re.escape(
-        "routing.toml fallback: organisation 5002 is not connected to ПОС"
+        "routing.toml fallback: organization 5002 is not connected to ПОС"
     )):
         load_router(routing, topics)
 
@@ -466,9 +480,9 @@ def test_unknown_deadline_policy_is_refused(tmp_path: Path) -> None:
 
 def test_topics_file_problems_name_the_topic(tmp_path: Path) -> None:
     topics_text = TOPICS_TOML + '\n[[topics]]\nname = "Канализация"\ntotk = "0005-0005"\n'
-    _, topics = write(tmp_path, "", topics=topics_text)
+    routing, topics = write(tmp_path, "", topics=topics_text)
     with pytest.raises(RoutingConfigError) as caught:
-        load_topics(topics)
+        load_router(routing, topics)
     assert 'topics.toml topic #4 ("Канализация"): ТОТК code \'0005-0005\'' in str(caught.value)
 
 
@@ -489,7 +503,7 @@ def test_check_lists_every_problem_at_once(tmp_path: Path) -> None:
         system = "pos"
         category = 101
         subcategory = 10101
-        organisation = 5002
+        organization = 5002
 
         [[rules]]
         topic = "Погода"
@@ -499,12 +513,12 @@ def test_check_lists_every_problem_at_once(tmp_path: Path) -> None:
     report = check_routing(routing, topics)
     assert not report.ok
     assert report.problems == (
-        'routing.toml rule #1 (topic "Отопление"): organisation 5002 is not connected to ПОС',
+        'routing.toml rule #1 (topic "Отопление"): organization 5002 is not connected to ПОС',
         'routing.toml rule #2 (topic "Погода"): topic "Погода" is not in the topic dictionary',
         "routing.toml rule #2 (topic \"Погода\"): authority 'nobody' is not in the [email] list",
     )
     assert "Problems (3): the daemon will refuse this table" in report.text
-    assert "organisation 5002 (unusable)" in report.text
+    assert "organization 5002 (unusable)" in report.text
 
 
 def test_check_reports_a_file_that_is_not_toml(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ DELIVERY = {"Authorization": "Bearer dl-token"}
 ADMIN = {"Authorization": "Bearer ad-token"}
 POS_TOKEN = "flow-pos-token"
 
-HEATING = "Отопление"  # → ПОС, category 101/10101, organisation 5011 → its parent 5001
+HEATING = "Отопление"  # → ПОС, category 101/10101, organization 5011 → its parent 5001
 ANIMALS = "Безнадзорные животные"  # → e-mail to «vet» and «city-admin»
 PREFIX = "Центр мониторинга 112. "
 

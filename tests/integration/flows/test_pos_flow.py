@@ -44,7 +44,7 @@ async def test_intake_registers_the_call_in_pos_with_the_routes_fields(
     sent = message.request
     assert sent["text"] == PREFIX + SUMMARY
     assert sent["external_id"] == accepted["id"]
-    # «Отопление»: category 101 / 10101, organisation 5011 is subordinate → its parent 5001.
+    # «Отопление»: category 101 / 10101, organization 5011 is subordinate → its parent 5001.
     assert (sent["category_id"], sent["subcategory_id"], sent["organization_id"]) == (
         101, 10101, 5001)
     # The problem's address and the applicant's are kept apart [003].
