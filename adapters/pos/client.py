@@ -389,6 +389,20 @@ class PosClient:
         return _PollPosition(since=(since - self._overlap).isoformat(),
                              max_seen=_later(position.max_seen, since))
 
+    async def get_update(self, external_id: str) -> ExternalUpdate | None:
+        """One message by its ПОС id, mapped; None when ПОС does not know it. The port
+        `RecordReader`: the daily reconciliation of open appeals reads through it."""
+        response = await self._send_read(f"{MESSAGES_PATH}/{quote(external_id, safe='')}", {})
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _failure("read", response)
+        try:
+            message = wire.Message.model_validate_json(response.content)
+        except ValidationError:
+            raise Transient("pos read: unreadable answer") from None
+        return self.to_update(message)
+
     def to_update(self, message: wire.Message) -> ExternalUpdate | None:
         """A remote message in our vocabulary; None when its stage maps to nothing."""
         status = self.mapping.status_for(message.stage, message.status)

@@ -695,3 +695,19 @@ async def test_other_delivery_answers(
 
     with pytest.raises(outcome):
         await client.confirm_delivery("123456", DeliveryChannel.PHONE, WHEN)
+
+
+async def test_one_message_is_read_by_its_id_for_the_reconciliation(
+    pos: respx.MockRouter, client: PosClient,
+) -> None:
+    pos.get(f"{MESSAGES}/123456").respond(200, json=message(123456, stage="execution"))
+    pos.get(f"{MESSAGES}/999").respond(404, json=error("not_found"))
+    pos.get(f"{MESSAGES}/777").respond(503)
+
+    update = await client.get_update("123456")
+    assert update is not None
+    assert (update.external_id, update.status, update.appeal_id) == (
+        "123456", "in_progress", "apl-0001")
+    assert await client.get_update("999") is None  # ПОС does not know it
+    with pytest.raises(Transient):
+        await client.get_update("777")
