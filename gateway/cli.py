@@ -271,10 +271,11 @@ def format_status(report: dict[str, Any]) -> str:
     outbox = report.get("outbox", {})
     lines = [f"gateway {report.get('version', '?')}", "", "outbox"]
     lines.append(
-        "  pending {pending}  leased {leased}  done {done}  dead {dead}"
+        "  pending {pending}  leased {leased}  done {done}  dead {dead}  cancelled {cancelled}"
         "  oldest pending {age}s".format(
             pending=outbox.get("pending", 0), leased=outbox.get("leased", 0),
             done=outbox.get("done", 0), dead=outbox.get("dead", 0),
+            cancelled=outbox.get("cancelled", 0),
             age=outbox.get("oldest_pending_age_s", 0.0)))
     for target, counts in sorted(outbox.get("by_target", {}).items()):
         shown = "  ".join(f"{k} {v}" for k, v in counts.items())
