@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Protocol
 
 from gateway.domain.ports import Clock, WorkCalendar
@@ -24,6 +24,7 @@ from gateway.domain.reporting import (
     working_seconds,
 )
 from gateway.domain.status import AppealStatus
+from gateway.errors import GatewayError
 
 # -- what the storage gives --------------------------------------------------------------
 
@@ -214,20 +215,32 @@ ANSWERED = frozenset({AppealStatus.ANSWER_READY.value, AppealStatus.ANSWER_SENT.
                       AppealStatus.DELIVERED.value})
 
 
+class UnknownHotline(GatewayError, ValueError):
+    """A report asked for a hotline this gateway does not serve."""
+
+
 class ReportService:
     def __init__(self, data: ReportData, writer: ReportWriter, clock: Clock, *,
                  zone_of: Callable[[str], tzinfo], calendar: WorkCalendar,
-                 hours: WorkingHours | None = None) -> None:
+                 hours: WorkingHours | None = None,
+                 hotlines: frozenset[str] | None = None) -> None:
         self._data = data
         self._writer = writer
         self._clock = clock
         self._zone_of = zone_of
         self._calendar = calendar
         self._hours = hours or WorkingHours()
+        self._hotlines = hotlines
+
+    def check_hotline(self, hotline: str) -> None:
+        if self._hotlines is not None and hotline not in self._hotlines:
+            known = ", ".join(sorted(self._hotlines))
+            raise UnknownHotline(f"hotline {hotline!r} is not configured; known: {known}")
 
     # -- weekly [001: 19, appendix 3] --------------------------------------------------
 
     async def weekly(self, hotline: str, period: Period) -> WeeklyReport:
+        self.check_hotline(hotline)
         zone = self._zone_of(hotline)
         start, end = period.bounds(zone)
         rows = await self._data.weekly_rows(hotline, start, end)
@@ -240,6 +253,7 @@ class ReportService:
 
     async def monthly(self, hotline: str, period: Period,
                       progress: Progress | None = None) -> MonthlyReport:
+        self.check_hotline(hotline)
         zone = self._zone_of(hotline)
         start, end = period.bounds(zone)
         per_day: Counter[date] = Counter()
@@ -296,6 +310,8 @@ class ReportService:
 
     async def reconcile(self, hotline: str | None, period: Period,
                         upstream: Sequence[UpstreamRow] | None = None) -> ReconcileReport:
+        if hotline is not None:
+            self.check_hotline(hotline)
         zone = self._zone_of(hotline or "")
         start, end = period.bounds(zone)
         marks = await self._data.forwarding_marks(hotline, start, end)
@@ -337,6 +353,7 @@ class ReportService:
     # -- call-load journal [001: appendix 1] --------------------------------------------
 
     async def callload(self, hotline: str, period: Period) -> CallLoadReport:
+        self.check_hotline(hotline)
         zone = self._zone_of(hotline)
         start, end = period.bounds(zone)
         received: Counter[date] = Counter()
