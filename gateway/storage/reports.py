@@ -7,7 +7,7 @@ never lock anything.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -126,7 +126,8 @@ class SqlPbxCalls:
         self._engine = engine
         self._outbox = outbox
 
-    async def store(self, calls: Sequence[PbxCall], imported_at: datetime) -> int:
+    async def store(self, calls: Sequence[PbxCall], imported_at: datetime,
+                    progress: Callable[[int], None] | None = None) -> int:
         """How many were new; a CDR seen before (same uniqueid) is skipped."""
         inserted = 0
         async with self._outbox.transaction() as conn:
@@ -140,6 +141,8 @@ class SqlPbxCalls:
                     index_elements=["uniqueid"])
                 result = await conn.execute(stmt.returning(pbx_calls.c.uniqueid), rows)
                 inserted += len(result.all())
+                if progress is not None:
+                    progress(min(i + _CHUNK, len(calls)))
         return inserted
 
 
