@@ -525,8 +525,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 async def _report(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.bootstrap import Adapters, bootstrap
-    from gateway.domain.reporting import parse_period
-    from gateway.services.reports import UpstreamRow
+    from gateway.domain.reporting import UpstreamRow, parse_period
 
     period = parse_period(args.period)
     hotline: str | None = args.hotline

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 from adapters.errors import AdapterError
-from gateway.services.reports import PbxCall
+from gateway.domain.reporting import PbxCall
 
 ASTERISK_COLUMNS = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel",
                     "lastapp", "lastdata", "start", "answer", "end", "duration", "billsec",

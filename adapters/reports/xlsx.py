@@ -19,8 +19,6 @@ from gateway.domain.reporting import (
     AVAILABILITY_NORM_PCT,
     LOST_NORM_PCT,
     PRODUCTIVITY_NORM_PCT,
-)
-from gateway.services.reports import (
     CallLoadReport,
     Mismatch,
     MonthlyReport,

@@ -15,7 +15,8 @@ from datetime import datetime, tzinfo
 from typing import Protocol
 
 from gateway.domain.ports import Clock
-from gateway.services.reports import PbxCall, missed_calls_to_call_back
+from gateway.domain.reporting import PbxCall
+from gateway.services.reports import missed_calls_to_call_back
 
 
 class PbxCallStore(Protocol):

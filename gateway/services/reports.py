@@ -11,94 +11,31 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Protocol
 
 from gateway.domain.ports import Clock, WorkCalendar
 from gateway.domain.reporting import (
+    CallbackTry,
+    CallFact,
     CallLoadDay,
+    CallLoadReport,
+    ForwardingMark,
+    Mismatch,
+    MonthlyReport,
+    PbxCall,
     Period,
+    ReconcileReport,
+    Spread,
+    UpstreamRow,
+    WeeklyReport,
+    WeeklyRow,
     WorkingHours,
     percentile,
     working_seconds,
 )
 from gateway.domain.status import AppealStatus
 from gateway.errors import GatewayError
-
-# -- what the storage gives --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WeeklyRow:
-    """A line of 001 appendix 3. Personal data: the operator's name and the summary."""
-
-    received_at: datetime
-    topic: str
-    summary: str
-    operator: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallFact:
-    """What the monthly summary needs of one call: no personal data at all."""
-
-    received_at: datetime
-    topic: str
-    executor: str
-    route_system: str
-    status: str
-    due_at: datetime | None
-    answer_ready_at: datetime | None
-    delivered_at: datetime | None
-    overdue: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardingMark:
-    """A call and the record it became upstream (000: «отметки о передаче»)."""
-
-    appeal_id: str
-    hotline: str
-    journal_id: str
-    received_at: datetime
-    route_system: str
-    external_system: str | None
-    external_number: str | None
-    external_stage: str | None
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamRow:
-    """A row of ПОС's Excel export, as `adapters.pos.export_import` read it."""
-
-    row: int
-    number: str
-    stage: str
-
-
-@dataclass(frozen=True, slots=True)
-class PbxCall:
-    """A CDR line in our vocabulary: which way it went and whether anyone answered."""
-
-    uniqueid: str
-    hotline: str
-    direction: str  # in | out | internal
-    caller: str | None  # the caller's number: personal data, kept for the callback only
-    started_at: datetime
-    answered: bool
-    billsec: int
-    disposition: str
-    source: str  # asterisk | freeswitch
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackTry:
-    """A phone try the gateway recorded (deliveries table): `connected` when it reached them."""
-
-    at: datetime
-    connected: bool
 
 
 class ReportData(Protocol):
@@ -121,74 +58,6 @@ class ReportData(Protocol):
 
     async def callback_tries(self, hotline: str, start: datetime,
                              end: datetime) -> list[CallbackTry]: ...
-
-
-# -- the reports -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WeeklyReport:
-    hotline: str
-    period: Period
-    zone: tzinfo
-    rows: list[WeeklyRow]
-
-
-@dataclass(frozen=True, slots=True)
-class Spread:
-    """Median and 90th percentile of a duration, in working hours."""
-
-    count: int
-    median_h: float | None
-    p90_h: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class MonthlyReport:
-    hotline: str
-    period: Period
-    total: int
-    per_day: list[tuple[date, int]]
-    by_topic: list[tuple[str, int]]
-    by_executor: list[tuple[str, int]]
-    by_route: list[tuple[str, int]]
-    by_result: list[tuple[str, int]]
-    answered_on_time: int
-    answered_late: int
-    unanswered_past_due: int
-    to_answer: Spread
-    to_delivery: Spread
-    overdue_now: int
-    generated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Mismatch:
-    kind: str  # missing_upstream | unknown_upstream | stage_mismatch
-    number: str | None
-    mark: ForwardingMark | None
-    upstream: UpstreamRow | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileReport:
-    hotline: str | None
-    period: Period
-    zone: tzinfo
-    marks: list[ForwardingMark]
-    export_given: bool
-    missing_upstream: list[Mismatch] = field(default_factory=list)
-    unknown_upstream: list[Mismatch] = field(default_factory=list)
-    stage_mismatch: list[Mismatch] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class CallLoadReport:
-    hotline: str
-    period: Period
-    days: list[CallLoadDay]
-    callback_tries: int
 
 
 class ReportWriter(Protocol):

@@ -15,14 +15,14 @@ from sqlalchemy import Insert, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.domain.status import AppealStatus
-from gateway.services.reports import (
+from gateway.domain.reporting import (
     CallbackTry,
     CallFact,
     ForwardingMark,
     PbxCall,
     WeeklyRow,
 )
+from gateway.domain.status import AppealStatus
 from gateway.storage.tables import appeals, deliveries, pbx_calls, report_sends
 from outbox import NewMessage, SqlOutboxStore
 

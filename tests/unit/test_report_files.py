@@ -16,7 +16,13 @@ from gateway.calendar import HolidaysWorkCalendar
 from gateway.clock import ManualClock
 from gateway.domain.reporting import (
     BadPeriod,
+    CallbackTry,
+    CallFact,
     CallLoadDay,
+    ForwardingMark,
+    PbxCall,
+    UpstreamRow,
+    WeeklyRow,
     WorkingHours,
     iso_week,
     month,
@@ -25,15 +31,7 @@ from gateway.domain.reporting import (
     previous_week,
     working_seconds,
 )
-from gateway.services.reports import (
-    CallbackTry,
-    CallFact,
-    ForwardingMark,
-    PbxCall,
-    ReportService,
-    UpstreamRow,
-    WeeklyRow,
-)
+from gateway.services.reports import ReportService
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
