@@ -113,7 +113,7 @@ def _measure_in_child(url: str) -> dict[str, Any]:
 
 
 async def _postgres_scratch(server_url: str) -> str | None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
     url = make_url(server_url)
@@ -131,7 +131,7 @@ async def _postgres_scratch(server_url: str) -> str | None:
 
 
 async def _drop(db_url: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
 
     url = make_url(db_url)
