@@ -131,7 +131,7 @@ async def _postgres_scratch(server_url: str) -> str | None:
 
 
 async def _drop(db_url: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
     from sqlalchemy.engine import make_url
 
     url = make_url(db_url)
