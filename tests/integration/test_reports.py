@@ -279,6 +279,7 @@ async def test_monthly_report_reads_the_database_without_personal_data(build: Bu
     assert report.to_delivery.median_h == pytest.approx(1.0)
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_cli_writes_reports_and_imports_cdr(database_url: str, reports_file: Path,
                                             tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
