@@ -31,7 +31,7 @@ from config.errors import ConfigError
 from gateway.tokens import hash_token
 
 DEFAULT_CONFIG_FILE = Path("gateway.toml")
-ROLES = ("operator", "delivery", "admin")
+ROLES = ("operator", "delivery", "supervisor", "admin")
 
 # Dotted paths of settings that may never be read from the TOML file.
 SECRET_KEYS = frozenset(
@@ -155,6 +155,7 @@ class Settings(BaseSettings):
     topics_file: Path | None = None
     deadlines_file: Path | None = None
     calendar_overrides_file: Path | None = None
+    reports_file: Path | None = None  # weekly schedules, recipients, working hours, the PBX
     timezone: str = "Europe/Moscow"
     hotlines: list[HotlineSettings] = Field(
         default_factory=lambda: [HotlineSettings(code="122", name="Единая линия 122")]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gateway
 from config.calendar import build_work_calendar
 from config.deadlines import load_deadline_policies
+from config.reports import ReportsConfig, load_reports_config
 from config.routing import load_router
 from config.settings import Settings, parse_api_tokens
 from gateway.api.app import build_app
@@ -34,17 +35,22 @@ from gateway.domain.ports import (
     RecordReader,
     Registrar,
     StatusSource,
+    WorkCalendar,
 )
+from gateway.domain.reporting import WorkingHours
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
+from gateway.services.report_mailing import WeeklyReportMailing, WeeklySchedule
+from gateway.services.reports import ReportService
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
 from gateway.storage.database import Timeouts, create_engine
 from gateway.storage.readiness import WriteProbe
+from gateway.storage.reports import SqlReportData, SqlReportSends
 from gateway.storage.unit_of_work import SqlStorage
 from outbox import (
     Dispatcher,
@@ -89,6 +95,8 @@ class Gateway:
     sla: SlaWatch
     daemon: Daemon
     app: web.Application
+    reports: ReportService | None = None
+    weekly_reports: WeeklyReportMailing | None = None
 
     async def close(self) -> None:
         await self.intake.aclose()
@@ -135,9 +143,14 @@ def bootstrap(
         mailer=adapters.mailer, letters=adapters.letters,
         request_answer_due=deadlines.request_answer_due,
     )
+    reports_config = load_reports_config(settings.reports_file)
+    reports = build_reports(settings, reports_config, engine, clock, deadlines.calendar)
+    weekly = WeeklyReportMailing(
+        reports, SqlReportSends(engine, outbox), clock, schedules=weekly_schedules(
+            reports_config), zone_of=settings.zone_of, mailer=adapters.mailer)
     metrics = OutboxMetrics(registry or CollectorRegistry(), max_age_s=settings.metrics.cache_s)
     dispatcher = Dispatcher(
-        outbox, Handlers(forwarding.registrations()),
+        outbox, Handlers(forwarding.registrations() + weekly.registrations()),
         settings=DispatcherSettings(
             batch_size=settings.outbox.batch_size,
             concurrency=settings.outbox.concurrency,
@@ -159,6 +172,7 @@ def bootstrap(
     sla = SlaWatch(storage, clock)
     loops: list[tuple[str, Loop]] = [(f"poller.{name}", p) for name, p in pollers.items()]
     loops.append(("sla", sla))
+    loops.append(("reports.weekly", weekly))
     daemon = Daemon(dispatcher, loops, adapters.closers)
 
     status = StatusReport(storage, outbox, clock, gateway.__version__,
@@ -176,12 +190,28 @@ def bootstrap(
             zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
             readiness=WriteProbe(engine, outbox.transaction, timeout_s=limits.ready_timeout_s,
                                  min_free_bytes=limits.min_free_mb * 1024 * 1024),
-            body_timeout_s=settings.http.body_timeout_s,
+            body_timeout_s=settings.http.body_timeout_s, reports=reports,
         ),
         tokens,
     )
     return Gateway(settings, engine, storage, clock, outbox, intake, status, forwarding, pollers,
-                   sla, daemon, app)
+                   sla, daemon, app, reports, weekly)
+
+
+def build_reports(settings: Settings, config: ReportsConfig, engine: AsyncEngine, clock: Clock,
+                  calendar: WorkCalendar) -> ReportService:
+    """The report service on the database, drawing with XlsxWriter."""
+    from adapters.reports.xlsx import XlsxReportWriter
+
+    hours = WorkingHours(config.working_hours.start, config.working_hours.end)
+    return ReportService(SqlReportData(engine), XlsxReportWriter(), clock,
+                         zone_of=settings.zone_of, calendar=calendar, hours=hours,
+                         hotlines=frozenset(h.code for h in settings.hotlines))
+
+
+def weekly_schedules(config: ReportsConfig) -> list[WeeklySchedule]:
+    return [WeeklySchedule(w.hotline, tuple(str(r) for r in w.recipients), w.send_at, w.due_by)
+            for w in config.weekly]
 
 
 def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:

@@ -99,6 +99,27 @@ def _parser() -> argparse.ArgumentParser:
     pos_import.add_argument("file", type=Path)
     pos_import.set_defaults(handler=_cmd_pos_import)
 
+    pbx = commands.add_parser("pbx", help="phone exchange tools").add_subparsers(metavar="ACTION")
+    pbx_import = pbx.add_parser(
+        "import", help="read a CDR file (Asterisk Master.csv or FreeSWITCH cdr_csv)")
+    pbx_import.add_argument("file", type=Path)
+    pbx_import.add_argument("--hotline", default=None, help="the hotline the PBX serves "
+                            "(default: the first configured)")
+    pbx_import.add_argument("--format", choices=("auto", "asterisk", "freeswitch"),
+                            default="auto")
+    pbx_import.set_defaults(handler=_cmd_pbx_import)
+
+    report = commands.add_parser("report", help="write a report the regulations require")
+    report.add_argument("kind", choices=("weekly", "monthly", "reconcile", "callload"))
+    report.add_argument("--hotline", default=None,
+                        help="hotline code (reconcile: optional, all hotlines without it)")
+    report.add_argument("--period", required=True,
+                        help="2026-W47, 2026-11 or 2026-11-01..2026-11-30")
+    report.add_argument("--out", type=Path, required=True, help="the .xlsx file to write")
+    report.add_argument("--pos-export", type=Path, default=None,
+                        help="reconcile: ПОС's Excel export to compare row by row")
+    report.set_defaults(handler=_cmd_report)
+
     outbox = commands.add_parser("outbox", help="outbox tools").add_subparsers(metavar="ACTION")
     retry = outbox.add_parser("retry", help="re-drive dead letters")
     which = retry.add_mutually_exclusive_group(required=True)
@@ -427,6 +448,125 @@ async def _pos_import(settings: Settings, path: Path) -> int:
     log.info("pos.import", applied=report.applied, unchanged=report.unchanged,
              unmatched=len(report.unmatched), bad_rows=len(parsed.bad_rows))
     return 0 if not report.unmatched and not parsed.bad_rows else 1
+
+
+# --- PBX import and reports --------------------------------------------------------------
+
+
+class _Progress:
+    """A one-line counter on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, what: str, total: int | None = None) -> None:
+        self._what = what
+        self._total = total
+        self._shown = sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if self._shown:
+            of = f"/{self._total}" if self._total else ""
+            print(f"\r{self._what}: {done}{of}", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self._shown:
+            print(file=sys.stderr)
+
+
+def _cmd_pbx_import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_pbx_import(settings, args.file, args.hotline, args.format))
+
+
+async def _pbx_import(settings: Settings, path: Path, hotline: str | None, kind: str) -> int:
+    from adapters.pbx.cdr import Directions, read_cdr
+    from config.reports import load_reports_config
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.services.pbx_import import import_pbx_calls
+    from gateway.storage.reports import SqlPbxCalls
+
+    code = hotline or settings.hotlines[0].code
+    if settings.hotline(code) is None:
+        print(f"gateway: hotline {code} is not configured", file=sys.stderr)
+        return EXIT_CONFIG
+    pbx = load_reports_config(settings.reports_file).pbx
+    directions = Directions(
+        inbound_contexts=frozenset(pbx.inbound_contexts) or Directions().inbound_contexts,
+        outbound_contexts=frozenset(pbx.outbound_contexts) or Directions().outbound_contexts,
+        extension_max_digits=pbx.extension_max_digits)
+    try:
+        parsed = read_cdr(path, hotline=code, zone=settings.zone_of(code),
+                          directions=directions, kind=kind, times_in_utc=pbx.times_in_utc)
+    except (AdapterError, OSError) as exc:
+        print(f"gateway: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    gateway = bootstrap(settings, adapters=Adapters())
+    progress = _Progress("stored", len(parsed.calls))
+    try:
+        result = await import_pbx_calls(SqlPbxCalls(gateway.engine, gateway.outbox),
+                                        parsed.calls, gateway.clock, settings.zone_of(code),
+                                        progress)
+    finally:
+        progress.done()
+        await gateway.close()
+    print(f"{parsed.source} CDR ({parsed.encoding}, {parsed.delimiter!r}): "
+          f"{result.read} rows read, {result.new} new, {result.repeated} seen before; "
+          f"{result.to_call_back} missed calls to call back")
+    if parsed.ignored_columns:
+        print(f"ignored unknown columns: {', '.join(parsed.ignored_columns)}")
+    for bad in parsed.bad_rows:
+        print(f"line {bad.line}: {bad.reason}")
+    log.info("pbx.import", read=result.read, new=result.new, bad_rows=len(parsed.bad_rows),
+             to_call_back=result.to_call_back)
+    return 0 if not parsed.bad_rows else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_report(settings, args))
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.domain.reporting import UpstreamRow, parse_period
+
+    period = parse_period(args.period)
+    hotline: str | None = args.hotline
+    if hotline is None and args.kind != "reconcile":
+        hotline = settings.hotlines[0].code
+    upstream = None
+    if args.pos_export is not None:
+        from adapters.pos.export_import import read_export
+        from adapters.pos.mapping import load_mapping
+
+        try:
+            parsed = read_export(args.pos_export, load_mapping(settings.pos.mapping_file))
+        except (AdapterError, OSError) as exc:
+            print(f"gateway: cannot read {args.pos_export}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        for bad in parsed.bad_rows:
+            print(f"{args.pos_export}: row {bad.row}: {bad.reason}", file=sys.stderr)
+        upstream = [UpstreamRow(r.row, r.number, r.stage) for r in parsed.rows]
+    gateway = bootstrap(settings, adapters=Adapters())
+    reports = gateway.reports
+    assert reports is not None
+    progress = _Progress("calls read")
+    try:
+        if args.kind == "weekly":
+            assert hotline is not None
+            content = await reports.weekly_file(hotline, period)
+        elif args.kind == "monthly":
+            assert hotline is not None
+            content = await reports.monthly_file(hotline, period, progress)
+        elif args.kind == "reconcile":
+            content = await reports.reconcile_file(hotline, period, upstream)
+        else:
+            assert hotline is not None
+            content = await reports.callload_file(hotline, period)
+    finally:
+        progress.done()
+        await gateway.close()
+    args.out.write_bytes(content)
+    print(f"{args.kind} report for {period.label} written to {args.out}")
+    return 0
 
 
 # --- outbox ------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def compose(
     date: datetime,
     reply_to: str | None = None,
 ) -> bytes:
-    """The RFC 5322 message: plain text, plus an HTML alternative when there is one.
+    """The RFC 5322 message: plain text, plus an HTML alternative when there is one, and
+    any attachments.
 
     Raises `Permanent`: a letter that cannot be composed now never will be.
     """
@@ -196,6 +197,11 @@ def compose(
         message.set_content(mail.text)
         if mail.html is not None:
             message.add_alternative(mail.html, subtype="html")
+        for attachment in mail.attachments:
+            maintype, _, subtype = attachment.media_type.partition("/")
+            message.add_attachment(attachment.content, maintype=maintype,
+                                   subtype=subtype or "octet-stream",
+                                   filename=attachment.filename)
         return message.as_bytes()
     except (ValueError, TypeError) as exc:
         # The exception text may quote a header value; keep only its type.

@@ -14,6 +14,7 @@ from gateway.domain.ports import Clock
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
 from gateway.services.outbox_admin import OutboxAdmin
+from gateway.services.reports import ReportService
 from gateway.services.unit_of_work import Storage
 from gateway.storage.readiness import WriteProbe
 from outbox import OutboxMetrics, OutboxStore
@@ -39,6 +40,7 @@ class ApiServices:
     metrics: OutboxMetrics | None = None
     deliveries: DeliveryDesk | None = None
     body_timeout_s: float = 30.0
+    reports: ReportService | None = None
 
 
 SERVICES_KEY = web.AppKey("services", ApiServices)

@@ -116,6 +116,15 @@ class DeliveryConfirmer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a letter (the weekly report's .xlsx [001: 19])."""
+
+    filename: str
+    media_type: str  # "maintype/subtype"
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingMail:
     to: tuple[str, ...]
     subject: str
@@ -123,6 +132,7 @@ class OutgoingMail:
     html: str | None = None
     idempotency_key: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Mailer(Protocol):

@@ -126,3 +126,38 @@ audit_log = Table(
     Index("ix_audit_appeal", "appeal_id", "id"),
     Index("ix_audit_at", "at"),
 )
+
+# [001: appendix 1] the phone exchange's call records (`gateway pbx import`), one row per
+# CDR line; the CDR's own unique id makes a re-import a no-op.
+pbx_calls = Table(
+    "pbx_calls",
+    metadata,
+    Column("uniqueid", String(150), primary_key=True),
+    Column("source", String(16), nullable=False),  # asterisk | freeswitch
+    Column("hotline", String(32), nullable=False),
+    Column("direction", String(8), nullable=False),  # in | out | internal
+    # Personal data (152-ФЗ): the caller's number, kept only to call back [001: 14].
+    Column("caller", String(64), nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("answered", Boolean, nullable=False),
+    Column("billsec", Integer, nullable=False),
+    Column("disposition", String(32), nullable=False),
+    Column("imported_at", UTCDateTime, nullable=False),
+    Index("ix_pbx_calls_hotline_started", "hotline", "started_at"),
+)
+
+# Scheduled report sends [001: 19]: the unique key is what lets one replica, once, enqueue
+# the e-mail of a hotline's week, however many replicas or restarts see the hour come.
+report_sends = Table(
+    "report_sends",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("hotline", String(32), nullable=False),
+    Column("period", String(32), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("enqueued_at", UTCDateTime, nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    UniqueConstraint("kind", "hotline", "period", name="uq_report_sends_period"),
+)

@@ -1,0 +1,1 @@
+"""Report files: the layouts the regulations prescribe, drawn with XlsxWriter."""
