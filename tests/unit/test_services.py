@@ -137,6 +137,9 @@ class FakeMailer:
     async def send(self, mail: OutgoingMail) -> None:
         self.sent.append(mail)
 
+    def message_id(self, mail: OutgoingMail) -> str:
+        return f"<{mail.idempotency_key}@gateway.test>"
+
 
 class FakeSource:
     """A status source serving fixed pages by cursor; `failure` makes every fetch fail."""
