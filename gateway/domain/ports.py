@@ -167,7 +167,9 @@ class IncomingMail:
     text: str  # the reply's own text: plain part or HTML as text, quoted request removed
     received_at: datetime | None
     attachments: tuple[MailAttachment, ...] = ()
-    problem: str | None = None
+    skipped_attachments: int = 0  # not a document type the regulation names, or too big
+    reference: str | None = None  # the appeal-id prefix the subject's [ГЛ-…] gives
+    problem: str | None = None  # malformed | too_large
 
 
 @dataclass(frozen=True, slots=True)
