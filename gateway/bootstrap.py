@@ -29,6 +29,7 @@ from gateway.domain.ports import (
     Clock,
     DeliveryConfirmer,
     LetterComposer,
+    Mailbox,
     Mailer,
     Registrar,
     StatusSource,
@@ -36,6 +37,8 @@ from gateway.domain.ports import (
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
+from gateway.services.mail_replies import MailReplies, UnmatchedMailDesk
+from gateway.services.official_answers import OfficialAnswers
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
@@ -67,6 +70,7 @@ class Adapters:
     sources: dict[str, StatusSource] = field(default_factory=dict)
     mailer: Mailer | None = None
     letters: LetterComposer | None = None
+    mailbox: Mailbox | None = None  # the contact centre's mailbox, for officials' replies
     closers: list[Closer] = field(default_factory=list)
 
 
@@ -84,6 +88,8 @@ class Gateway:
     forwarding: Forwarding
     pollers: dict[str, Poller]
     sla: SlaWatch
+    answers: OfficialAnswers
+    mail: MailReplies | None
     daemon: Daemon
     app: web.Application
 
@@ -147,11 +153,19 @@ def bootstrap(
         for system, source in adapters.sources.items()
     }
     sla = SlaWatch(storage, clock)
+    answers = OfficialAnswers(storage, clock, deadlines.request_answer_latest)
+    mail = (MailReplies(storage, adapters.mailbox, clock,
+                        interval_s=settings.imap.poll_interval_s)
+            if adapters.mailbox is not None else None)
     loops: list[tuple[str, Loop]] = [(f"poller.{name}", p) for name, p in pollers.items()]
     loops.append(("sla", sla))
+    loops.append(("requests", answers))
+    if mail is not None:
+        loops.append(("mail", mail))
     daemon = Daemon(dispatcher, loops, adapters.closers)
 
-    status = StatusReport(storage, outbox, clock, gateway.__version__, tuple(pollers))
+    status = StatusReport(storage, outbox, clock, gateway.__version__,
+                          (*pollers, *(["mail"] if mail is not None else [])))
     desk = DeliveryDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
                         settings.zone_of)
     tokens = (
@@ -166,11 +180,12 @@ def bootstrap(
             readiness=WriteProbe(engine, outbox.transaction, timeout_s=limits.ready_timeout_s,
                                  min_free_bytes=limits.min_free_mb * 1024 * 1024),
             body_timeout_s=settings.http.body_timeout_s,
+            answers=answers, unmatched_mail=UnmatchedMailDesk(storage, clock),
         ),
         tokens,
     )
     return Gateway(settings, engine, storage, clock, outbox, intake, status, forwarding, pollers,
-                   sla, daemon, app)
+                   sla, answers, mail, daemon, app)
 
 
 def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:
@@ -216,6 +231,11 @@ def build_adapters(settings: Settings) -> Adapters:
     built.letters = TemplateLetters(LetterTemplates(tz=settings.zone_of(
         settings.hotlines[0].code if settings.hotlines else "")))
     built.closers.append(mailer.aclose)
+    from adapters.email import imap_factory
+
+    built.mailbox = imap_factory.build(settings.imap)
+    if built.mailbox is not None:
+        built.closers.append(built.mailbox.aclose)
     return built
 
 

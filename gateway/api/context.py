@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.ports import Clock
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
+from gateway.services.mail_replies import UnmatchedMailDesk
+from gateway.services.official_answers import OfficialAnswers
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.unit_of_work import Storage
 from gateway.storage.readiness import WriteProbe
@@ -39,6 +41,8 @@ class ApiServices:
     metrics: OutboxMetrics | None = None
     deliveries: DeliveryDesk | None = None
     body_timeout_s: float = 30.0
+    answers: OfficialAnswers | None = None
+    unmatched_mail: UnmatchedMailDesk | None = None
 
 
 SERVICES_KEY = web.AppKey("services", ApiServices)

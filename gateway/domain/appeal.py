@@ -310,6 +310,8 @@ class Appeal:
             raise AnswerClosed(self.status)
         if not reason.strip():
             raise ValueError("an extension must state its reasons")
+        if self.request_due_at is not None and until <= self.request_due_at:
+            raise ValueError("the new term must be later than the current one")
         if latest is not None and until > latest:
             raise ExtensionLimit(latest)
         self.request_due_at = until

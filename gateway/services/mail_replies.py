@@ -26,6 +26,7 @@ from gateway.domain.appeal import AnswerClosed
 from gateway.domain.mailbox import NotSendable, smtp_mailbox
 from gateway.domain.ports import Clock, IncomingMail, Mailbox
 from gateway.errors import GatewayError
+from gateway.services.official_answers import CallNotFound
 from gateway.services.unit_of_work import (
     NewAttachment,
     SentLetter,
@@ -50,10 +51,6 @@ class UnmatchedAlreadyAssigned(GatewayError):
 
 class UnmatchedWithoutText(GatewayError):
     """The reply has no text to make the answer of; record the answer by hand instead."""
-
-
-class CallNotFound(GatewayError):
-    pass
 
 
 @dataclass(slots=True)
@@ -207,7 +204,13 @@ class MailReplies:
                 return await uow.mail.sent_for(ids[0])
         return []
 
-    # -- the operator's list --------------------------------------------------------------
+
+class UnmatchedMailDesk:
+    """The operator's list of replies the reader left, and assigning one to its appeal."""
+
+    def __init__(self, storage: Storage, clock: Clock) -> None:
+        self._storage = storage
+        self._clock = clock
 
     async def unmatched(self, limit: int = 100) -> list[UnmatchedMail]:
         async with self._storage.read() as uow:

@@ -76,3 +76,12 @@ class PolicyDeadlines:
             return None
         return request_answer_deadline(sent_at, policy, self._calendar,
                                        self._zone_of(hotline)).due_at
+
+    def request_answer_latest(self, sent_at: datetime, route: Route,
+                              hotline: str) -> datetime | None:
+        """[004: 10.3] no extension passes 5 working days from the request."""
+        policy = self._policies.named(route.deadline_policy)
+        if policy.request is None:
+            return None
+        return request_answer_deadline(sent_at, policy, self._calendar,
+                                       self._zone_of(hotline)).latest_at
