@@ -123,11 +123,12 @@ def decode_part(part: Message) -> str:
 
 
 def _header(message: Message, name: str) -> str:
+    """The header decoded (RFC 2047 words, and raw 8-bit bytes some clients send)."""
     try:
         value = message.get(name)
     except (ValueError, TypeError, IndexError, AttributeError):
         return ""
-    return str(value or "").strip()
+    return _decoded_header(value) if value is not None else ""
 
 
 def _ids(value: str) -> list[str]:
@@ -173,7 +174,7 @@ def read_reply(uid: int, raw: bytes, *, allowed_types: frozenset[str] = DEFAULT_
     message_id = next(iter(_ids(_header(message, "Message-ID"))), None)
     thread = _ids(_header(message, "In-Reply-To")) + list(
         reversed(_ids(_header(message, "References"))))
-    subject = _decoded_header(_header(message, "Subject"))
+    subject = _header(message, "Subject")
     base = IncomingMail(uid, message_id, tuple(dict.fromkeys(thread)), _sender(message),
                         subject, "", _received_at(message),
                         reference=find_reference(subject))
@@ -207,24 +208,32 @@ def read_reply(uid: int, raw: bytes, *, allowed_types: frozenset[str] = DEFAULT_
         return replace(base, problem="malformed")
 
 
-def _decoded_header(value: str) -> str:
-    """RFC 2047 words decoded, with the same charset fallbacks as bodies."""
+def _decoded_header(value: str | email.header.Header) -> str:
+    """RFC 2047 words decoded, with the same charset fallbacks as bodies; raw 8-bit bytes
+    (sent by some clients against the RFC) are decoded first, then the words in them."""
+    text = value if isinstance(value, str) else _joined(value)
+    return _joined(text).strip()
+
+
+def _joined(value: str | email.header.Header) -> str:
     try:
         pieces = email.header.decode_header(value)
-    except (ValueError, LookupError, UnicodeError):
-        return value
+    except (ValueError, LookupError, UnicodeError, TypeError):
+        return str(value)
     out: list[str] = []
     for chunk, charset in pieces:
         if isinstance(chunk, str):
             out.append(chunk)
             continue
-        for candidate in ((charset,) if charset else ()) + _FALLBACK_CHARSETS:
+        # Unencoded text beside encoded words comes back as raw-unicode-escape bytes.
+        first = (charset,) if charset else ("raw-unicode-escape",)
+        for candidate in first + _FALLBACK_CHARSETS:
             try:
                 out.append(chunk.decode(candidate))
                 break
             except (LookupError, UnicodeDecodeError):
                 continue
-    return "".join(out).strip()
+    return "".join(out)
 
 
 def headers_only(uid: int, raw_headers: bytes, problem: str) -> IncomingMail:
