@@ -114,7 +114,7 @@ async def test_an_email_routed_call_is_answered_by_a_reply_letter_and_delivered(
     assert imap_server.uids(folder) == [1]  # nothing deleted from the mailbox
 
 
-async def test_a_new_letter_keeping_the_reference_in_windows_1251_html_is_matched_with_its_documents(
+async def test_a_new_letter_with_the_reference_in_windows_1251_html_is_matched_with_documents(
         start_flow: StartFlow, imap_server: ImapServer) -> None:
     folder = imap_server.new_folder()
     flow = await start_flow(imap=mailbox_settings(imap_server, folder))
