@@ -191,13 +191,15 @@ def bootstrap(
 def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:
     """Routing, deadlines and the calendar from their files; any problem stops start-up."""
     policies = load_deadline_policies(settings.deadlines_file)
+    calendar = build_work_calendar(settings.calendar_overrides_file)
     router = load_router(
         settings.routing_file,
         settings.topics_file,
         hotlines=[h.code for h in settings.hotlines],
         deadline_policies=policies.names,
+        calendar=calendar,
+        zone_of=settings.zone_of,
     )
-    calendar = build_work_calendar(settings.calendar_overrides_file)
     return router, PolicyDeadlines(policies, calendar, settings.zone_of)
 
 

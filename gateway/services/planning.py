@@ -19,8 +19,10 @@ from gateway.domain.route import Route
 
 
 class RoutePlanner(Protocol):
-    def route(self, topic: str, hotline: str, informational: bool) -> Route:
-        """Raises gateway.domain.routing.UnknownTopic for a topic not in the dictionary."""
+    def route(self, topic: str, hotline: str, informational: bool,
+              at: datetime | None = None) -> Route:
+        """Raises gateway.domain.routing.UnknownTopic for a topic not in the dictionary.
+        `at`: when the call came (the health institutions' hours [004: 12])."""
         ...
 
     def canonical_topic(self, name: str) -> str: ...
