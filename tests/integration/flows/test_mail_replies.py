@@ -3,9 +3,14 @@ their request, made the appeal's answer and delivered; everything else left for 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +30,7 @@ from tests.integration.flows.conftest import (
     StartFlow,
 )
 
+GATEWAY = Path(sys.executable).with_name("gateway")
 VET = "hotline@vet.example.ru"
 CITY_ADMIN = "priemnaya@primersk.example.ru"
 ANSWER = ("Отлов безнадзорных собак у школы № 5 запланирован на 25.11.2026. "
@@ -185,6 +191,15 @@ async def test_replies_that_cannot_be_applied_are_left_for_an_operator_with_the_
     empty = await flow.client.post(f"/api/v1/mail/unmatched/{no_text}/assign",
                                    headers=OPERATOR, json={"call_id": appeal_id})
     assert (empty.status, (await empty.json())["error"]["code"]) == (409, "no_text")
+
+    # The same list from the command line.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = flow.database_url
+    listed = await asyncio.to_thread(
+        subprocess.run, [str(GATEWAY), "mail", "unmatched"], env=env, capture_output=True,
+        text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "5 unmatched" in listed.stdout and "appeal_closed" in listed.stdout
 
 
 async def test_a_message_seen_before_a_uidvalidity_change_is_not_applied_again(
