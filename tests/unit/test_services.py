@@ -77,7 +77,8 @@ ROUTES = {HEATING: POS_ROUTE, ROADS: EMAIL_ROUTE, INFORMATIONAL: Route.none()}
 class FakeRoutes:
     """Three topics of the dictionary: one to ПОС, one by e-mail, one answered on the spot."""
 
-    def route(self, topic: str, hotline: str, informational: bool) -> Route:
+    def route(self, topic: str, hotline: str, informational: bool,
+              at: datetime | None = None) -> Route:
         if topic not in ROUTES:
             raise UnknownTopic(topic)
         return Route.none() if informational else ROUTES[topic]
