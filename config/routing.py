@@ -16,14 +16,16 @@ checked by the pure domain (`gateway.domain.routing.routing_problems`).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import time, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from config.errors import ConfigError
+from gateway.domain.ports import WorkCalendar
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import (
     DEFAULT_DEADLINE_POLICY,
@@ -156,6 +158,11 @@ class _Email(_Entry):
 class _Health(_Entry):
     institution: str
     address: str
+    # [004: 12] the institutions' working hours ("HH:MM", local to the hotline).
+    opens: time | None = None
+    closes: time | None = None
+    working_days_only: bool = True
+    outside_hours: list[str] = Field(default_factory=list)
 
 
 class _Rule(_Entry):
@@ -310,7 +317,9 @@ def _table_from(parsed: _RoutingFile) -> RoutingTable:
         email_authorities=tuple(
             EmailAuthority(a.id, a.name, tuple(a.recipients)) for a in parsed.email.authorities
         ),
-        health=HealthDuty(parsed.health.institution, parsed.health.address)
+        health=HealthDuty(parsed.health.institution, parsed.health.address,
+                          parsed.health.opens, parsed.health.closes,
+                          parsed.health.working_days_only, tuple(parsed.health.outside_hours))
         if parsed.health else None,
     )
 
@@ -372,6 +381,8 @@ def load_router(
     *,
     hotlines: Collection[str] | None = None,
     deadline_policies: Collection[str] | None = None,
+    calendar: WorkCalendar | None = None,
+    zone_of: Callable[[str], tzinfo] | None = None,
 ) -> Router:
     """The router for start-up; `RoutingConfigError` listing every problem if there is any.
 
@@ -383,7 +394,8 @@ def load_router(
     if loaded.problems or loaded.table is None or loaded.topics is None:
         raise RoutingConfigError(loaded.problems)
     return Router(
-        loaded.table, loaded.topics, hotlines=hotlines, deadline_policies=deadline_policies
+        loaded.table, loaded.topics, hotlines=hotlines, deadline_policies=deadline_policies,
+        calendar=calendar, zone_of=zone_of,
     )
 
 

@@ -35,7 +35,7 @@ ROLES = ("operator", "delivery", "supervisor", "admin")
 
 # Dotted paths of settings that may never be read from the TOML file.
 SECRET_KEYS = frozenset(
-    {"api_tokens", "pos.token", "delo.password", "smtp.password"}
+    {"api_tokens", "pos.token", "delo.password", "smtp.password", "imap.password"}
 )
 
 
@@ -129,6 +129,26 @@ class SmtpSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
 
 
+class ImapSettings(BaseModel):
+    """The contact centre's mailbox, where officials' replies arrive [004: 10.2]; no host:
+    no reader."""
+
+    host: str | None = None
+    port: int = Field(default=993, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["none", "starttls", "tls"] = "tls"
+    folder: str = "INBOX"
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    # Off unless asked: the mailbox is the contact centre's record of what officials wrote.
+    delete_processed: bool = False
+    max_message_mb: float = Field(default=25.0, gt=0)
+    max_attachment_mb: float = Field(default=10.0, gt=0)
+    validate_certs: bool = True
+    ca_file: Path | None = None
+
+
 class OutboxSettings(BaseModel):
     batch_size: int = Field(default=100, ge=1, le=5000)
     concurrency: int = Field(default=32, ge=1, le=1024)
@@ -163,6 +183,7 @@ class Settings(BaseSettings):
     pos: PosSettings = PosSettings()
     delo: DeloSettings = DeloSettings()
     smtp: SmtpSettings = SmtpSettings()
+    imap: ImapSettings = ImapSettings()
     outbox: OutboxSettings = OutboxSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     instance_name: str = Field(default_factory=lambda: os.uname().nodename)
@@ -207,6 +228,9 @@ class Settings(BaseSettings):
         if self.delo.base_url and (self.delo.username is None or self.delo.password is None):
             raise ValueError("delo.username and delo.password (GATEWAY_DELO__USERNAME, "
                              "GATEWAY_DELO__PASSWORD) are required with delo.base_url")
+        if self.imap.host and (self.imap.username is None or self.imap.password is None):
+            raise ValueError("imap.username and imap.password (GATEWAY_IMAP__USERNAME, "
+                             "GATEWAY_IMAP__PASSWORD) are required with imap.host")
         if not self.hotlines:
             raise ValueError("hotlines: at least one hotline must be configured")
         return self

@@ -31,6 +31,7 @@ from gateway.domain.ports import (
     Clock,
     DeliveryConfirmer,
     LetterComposer,
+    Mailbox,
     Mailer,
     RecordReader,
     Registrar,
@@ -41,6 +42,8 @@ from gateway.domain.reporting import WorkingHours
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
+from gateway.services.mail_replies import MailReplies, UnmatchedMailDesk
+from gateway.services.official_answers import OfficialAnswers
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
@@ -76,6 +79,7 @@ class Adapters:
     readers: dict[str, RecordReader] = field(default_factory=dict)
     mailer: Mailer | None = None
     letters: LetterComposer | None = None
+    mailbox: Mailbox | None = None  # the contact centre's mailbox, for officials' replies
     closers: list[Closer] = field(default_factory=list)
 
 
@@ -93,6 +97,8 @@ class Gateway:
     forwarding: Forwarding
     pollers: dict[str, Poller]
     sla: SlaWatch
+    answers: OfficialAnswers
+    mail: MailReplies | None
     daemon: Daemon
     app: web.Application
     reports: ReportService | None = None
@@ -170,13 +176,22 @@ def bootstrap(
         for system, source in adapters.sources.items()
     }
     sla = SlaWatch(storage, clock)
+    answers = OfficialAnswers(storage, clock, deadlines.request_answer_latest)
+    mail = (MailReplies(storage, adapters.mailbox, clock,
+                        interval_s=settings.imap.poll_interval_s)
+            if adapters.mailbox is not None else None)
     loops: list[tuple[str, Loop]] = [(f"poller.{name}", p) for name, p in pollers.items()]
     loops.append(("sla", sla))
     loops.append(("reports.weekly", weekly))
+    loops.append(("requests", answers))
+    if mail is not None:
+        loops.append(("mail", mail))
     daemon = Daemon(dispatcher, loops, adapters.closers)
 
-    status = StatusReport(storage, outbox, clock, gateway.__version__,
-                          {name: poller.health for name, poller in pollers.items()})
+    health = {name: poller.health for name, poller in pollers.items()}
+    if mail is not None:
+        health["mail"] = mail.health
+    status = StatusReport(storage, outbox, clock, gateway.__version__, health)
     desk = DeliveryDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
                         settings.zone_of)
     tokens = (
@@ -191,11 +206,12 @@ def bootstrap(
             readiness=WriteProbe(engine, outbox.transaction, timeout_s=limits.ready_timeout_s,
                                  min_free_bytes=limits.min_free_mb * 1024 * 1024),
             body_timeout_s=settings.http.body_timeout_s, reports=reports,
+            answers=answers, unmatched_mail=UnmatchedMailDesk(storage, clock),
         ),
         tokens,
     )
     return Gateway(settings, engine, storage, clock, outbox, intake, status, forwarding, pollers,
-                   sla, daemon, app, reports, weekly)
+                   sla, answers, mail, daemon, app, reports, weekly)
 
 
 def build_reports(settings: Settings, config: ReportsConfig, engine: AsyncEngine, clock: Clock,
@@ -217,13 +233,15 @@ def weekly_schedules(config: ReportsConfig) -> list[WeeklySchedule]:
 def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:
     """Routing, deadlines and the calendar from their files; any problem stops start-up."""
     policies = load_deadline_policies(settings.deadlines_file)
+    calendar = build_work_calendar(settings.calendar_overrides_file)
     router = load_router(
         settings.routing_file,
         settings.topics_file,
         hotlines=[h.code for h in settings.hotlines],
         deadline_policies=policies.names,
+        calendar=calendar,
+        zone_of=settings.zone_of,
     )
-    calendar = build_work_calendar(settings.calendar_overrides_file)
     return router, PolicyDeadlines(policies, calendar, settings.zone_of)
 
 
@@ -258,6 +276,11 @@ def build_adapters(settings: Settings) -> Adapters:
     built.letters = TemplateLetters(LetterTemplates(tz=settings.zone_of(
         settings.hotlines[0].code if settings.hotlines else "")))
     built.closers.append(mailer.aclose)
+    from adapters.email import imap_factory
+
+    built.mailbox = imap_factory.build(settings.imap)
+    if built.mailbox is not None:
+        built.closers.append(built.mailbox.aclose)
     return built
 
 

@@ -126,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("id", nargs="?", type=int, help="the outbox row to re-drive")
     which.add_argument("--all-dead", action="store_true", help="re-drive every dead letter")
     retry.set_defaults(handler=_cmd_outbox_retry)
+
+    mail = commands.add_parser("mail", help="officials' reply letters").add_subparsers(
+        metavar="ACTION")
+    unmatched = mail.add_parser("unmatched", help="replies left for an operator")
+    unmatched.set_defaults(handler=_cmd_mail_unmatched)
+    assign = mail.add_parser("assign", help="make a left reply the answer of a call")
+    assign.add_argument("mail_id")
+    assign.add_argument("call_id")
+    assign.set_defaults(handler=_cmd_mail_assign)
     return parser
 
 
@@ -599,6 +608,58 @@ async def _outbox_retry(settings: Settings, message_id: int | None, all_dead: bo
         return 0
     finally:
         await gateway.close()
+
+
+# --- mail --------------------------------------------------------------------------------
+
+
+def _cmd_mail_unmatched(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_mail_unmatched(settings))
+
+
+async def _mail_unmatched(settings: Settings) -> int:
+    """Prints the replies the reader left (for an operator's eyes: it holds what the
+    letters say; nothing of it is logged)."""
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.services.mail_replies import UnmatchedMailDesk
+
+    gateway = bootstrap(settings, adapters=Adapters())
+    try:
+        items = await UnmatchedMailDesk(gateway.storage, gateway.clock).unmatched()
+    finally:
+        await gateway.close()
+    zone = settings.zone_of("")
+    for item in items:
+        files = ", ".join(a.filename for a in item.attachments) or "—"
+        print(f"{item.id}  {item.received_at.astimezone(zone):%d.%m.%Y %H:%M}  "
+              f"{item.reason}  call {item.appeal_id or '—'}")
+        print(f"    from: {item.sender}\n    subject: {item.subject}\n    files: {files}")
+        print("    " + (item.text[:300].replace("\n", "\n    ") or "(no text)"))
+    print(f"{len(items)} unmatched")
+    return 0
+
+
+def _cmd_mail_assign(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_mail_assign(settings, args.mail_id, args.call_id))
+
+
+async def _mail_assign(settings: Settings, mail_id: str, call_id: str) -> int:
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.errors import GatewayError
+    from gateway.services.mail_replies import UnmatchedMailDesk
+
+    gateway = bootstrap(settings, adapters=Adapters())
+    try:
+        await UnmatchedMailDesk(gateway.storage, gateway.clock).assign(mail_id, call_id, "cli")
+    except GatewayError as exc:
+        print(f"gateway: cannot assign {mail_id}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        await gateway.close()
+    print(f"assigned: {mail_id} → {call_id}")
+    return 0
 
 
 if __name__ == "__main__":

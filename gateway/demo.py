@@ -3,8 +3,10 @@
 Starts the ПОС and «Дело» simulators and an SMTP sink on loopback, runs the real gateway
 (API and daemon) on the configured database (SQLite by default), feeds it a handful of
 realistic calls through its own HTTP API, plays the other side's people (the ministry
-answering, an operator calling back, staff confirming directly in ПОС), and prints how
-every call moves to «Ответ готов к передаче» and on to delivered.
+answering, an official replying to the e-mail request [004: 10.2], an operator calling
+back, staff confirming directly in ПОС), and prints how every call moves to «Ответ готов
+к передаче» and on to delivered. The contact centre's mailbox is a second sink's Maildir
+(var/mailbox/), read by the same reply reader that reads IMAP in production.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ class DemoCall:
     topic: str
     summary: str
     answer_channel: str
-    # How the answer reaches the citizen in this story.
-    delivery: str  # "callback" (operator, via the gateway), "pos_staff", "email", "none"
+    # How the answer reaches the citizen in this story: "callback" (operator, via the
+    # gateway), "pos_staff", "email", "official_reply" (the official answers the e-mail
+    # request by a reply letter, then an operator calls back), "none" (journaled only).
+    delivery: str
     informational: bool = False
     id: str | None = None
     route: str = ""
@@ -46,6 +50,7 @@ class DemoCall:
     done: bool = False
     delivered_by_demo: bool = False
     history: list[str] = field(default_factory=list)
+    replied: bool = False
 
 
 def demo_calls(run: str) -> list[DemoCall]:
@@ -59,7 +64,7 @@ def demo_calls(run: str) -> list[DemoCall]:
         DemoCall(f"DEMO-{run}-4", "Земля и имущество",
                  "Соседний участок огородили с захватом проезда", "phone", "callback"),
         DemoCall(f"DEMO-{run}-5", "Безнадзорные животные",
-                 "Стая собак у школы № 5 по утрам", "phone", "none"),
+                 "Стая собак у школы № 5 по утрам", "phone", "official_reply"),
         DemoCall(f"DEMO-{run}-6", "Справочная информация (адреса, телефоны, режим работы)",
                  "Спросили часы приёма МФЦ, ответ дан сразу", "phone", "none",
                  informational=True),
@@ -90,12 +95,13 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
     """Runs the demo; returns 0 when every call reached its end within the time allowed."""
     from adapters.delo.simulator import DeloSimulatorSettings
     from adapters.delo.simulator import create_app as delo_app
+    from adapters.email.maildir_box import MaildirMailbox
     from adapters.email.sink import start_sink
     from adapters.pos.simulator import PosSimulatorSettings, start_simulator
     from gateway.api.context import SERVICES_KEY
     from gateway.api.health import metrics_app
     from gateway.api.server import serve
-    from gateway.bootstrap import bootstrap
+    from gateway.bootstrap import bootstrap, build_adapters
     from gateway.storage.migrate import ensure_current, upgrade_async
 
     var = Path("var")  # made by the CLI before the loop starts
@@ -107,6 +113,8 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
     await delo_site.start()
     delo_url = f"http://127.0.0.1:{delo_runner.addresses[0][1]}"
     sink = await start_sink("127.0.0.1", 0, var / "maildir")
+    # The contact centre's own mailbox, where officials' replies arrive.
+    inbox = await start_sink("127.0.0.1", 0, var / "mailbox")
 
     operator_token, admin_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     tokens = settings.api_tokens or SecretStr(f"operator:{operator_token},admin:{admin_token}")
@@ -123,10 +131,13 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
             "password": SecretStr(delo_settings.password), "poll_interval_s": 1.0}),
         "smtp": settings.smtp.model_copy(update={
             "host": "127.0.0.1", "port": sink.port, "security": "none"}),
+        "imap": settings.imap.model_copy(update={"poll_interval_s": 1.0}),
     })
     if is_sqlite(settings.database_url):
         await upgrade_async(settings.database_url)
-    gateway = bootstrap(settings)
+    adapters = build_adapters(settings)
+    adapters.mailbox = MaildirMailbox(var / "mailbox")
+    gateway = bootstrap(settings, adapters=adapters)
     served: Served | None = None
     try:
         if not is_sqlite(settings.database_url):
@@ -136,7 +147,8 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
         await gateway.daemon.start()
         base = f"http://{settings.http.host}:{settings.http.port}"
         _print_intro(out, base, admin_token, operator_token, pos_sim.url, delo_url, sink.port)
-        ok = await _play(base, operator_token, pos_sim.url, out, timeout_s)
+        ok = await _play(base, operator_token, pos_sim.url, out, timeout_s,
+                         _Official(var / "maildir", inbox.port))
         if not once:
             print("\nThe gateway keeps running; Ctrl-C stops it.", file=out)
             await _until_signalled()
@@ -149,6 +161,51 @@ async def run_demo(settings: Settings, *, once: bool, timeout_s: float, out: Tex
         await pos_sim.close()
         await delo_runner.cleanup()
         await sink.close()
+        await inbox.close()
+
+
+@dataclass(frozen=True)
+class _Official:
+    """The responsible person: reads the request in the sink, replies to the hotline."""
+
+    outgoing: Path  # where the gateway's letters land
+    inbox_port: int  # the contact centre's mailbox (SMTP)
+
+    async def reply(self, appeal_id: str) -> bool:
+        """A reply to the appeal's first request letter; False while none has arrived."""
+        import email.policy
+        import mailbox
+        from email.message import EmailMessage
+        from email.utils import getaddresses, make_msgid
+
+        import aiosmtplib
+
+        def find() -> EmailMessage | None:
+            box = mailbox.Maildir(str(self.outgoing), create=True)
+            for key in sorted(box.iterkeys()):
+                with box.get_file(key) as handle:
+                    letter = email.message_from_bytes(handle.read(),
+                                                      policy=email.policy.default)
+                if isinstance(letter, EmailMessage) and \
+                        str(letter.get("X-Gateway-Appeal", "")) == appeal_id:
+                    return letter
+            return None
+
+        request = await asyncio.to_thread(find)
+        if request is None:
+            return False
+        official = getaddresses([str(request["To"])])[0][1]
+        reply = EmailMessage()
+        reply["From"] = official
+        reply["To"] = "hotline@gateway.demo"
+        reply["Subject"] = f"RE: {request['Subject']}"
+        reply["Message-ID"] = make_msgid(domain="official.demo")
+        reply["In-Reply-To"] = str(request["Message-ID"])
+        reply["References"] = str(request["Message-ID"])
+        reply.set_content("Выезд специалистов назначен на завтра, 10:00; о результатах "
+                          "сообщим дополнительно.\n\n-----Original Message-----\n> …\n")
+        await aiosmtplib.send(reply, hostname="127.0.0.1", port=self.inbox_port, timeout=10)
+        return True
 
 
 def _token_of(tokens: SecretStr, role: str) -> str:
@@ -173,7 +230,7 @@ def _print_intro(out: TextIO, base: str, admin: str, operator: str, pos: str, de
 
 
 async def _play(base: str, operator_token: str, pos_url: str, out: TextIO,
-                timeout_s: float) -> bool:
+                timeout_s: float, official: _Official) -> bool:
     run = datetime.now(UTC).strftime("%H%M%S")
     calls = demo_calls(run)
     headers = {"Authorization": f"Bearer {operator_token}"}
@@ -200,14 +257,14 @@ async def _play(base: str, operator_token: str, pos_url: str, out: TextIO,
             for call in calls:
                 if call.done or call.id is None:
                     continue
-                await _follow(api, pos, call, out)
+                await _follow(api, pos, call, out, official)
     print("\nEvery call reached its end: journaled, forwarded, answered and delivered.",
           file=out)
     return True
 
 
 async def _follow(api: httpx.AsyncClient, pos: httpx.AsyncClient, call: DemoCall,
-                  out: TextIO) -> None:
+                  out: TextIO, official: _Official) -> None:
     appeal = (await api.get(f"/api/v1/calls/{call.id}")).json()
     status = appeal["status"]
     external = appeal.get("external") or {}
@@ -218,11 +275,18 @@ async def _follow(api: httpx.AsyncClient, pos: httpx.AsyncClient, call: DemoCall
         number = external.get("number") or ""
         print(f"  {datetime.now():%H:%M:%S}  {call.journal_id:<18} {shown:<42} {number}",
               file=out)
-    if status in ("delivered", "journaled") or (call.delivery == "none" and status == "registered"):
+    # Only ends that are ends: delivered, or journaled (answered on the spot).
+    if status in ("delivered", "journaled"):
         call.done = True
         return
+    if status == "registered" and call.delivery == "official_reply" and not call.replied \
+            and call.id is not None:
+        call.replied = await official.reply(call.id)
+        if call.replied:
+            print(f"  {datetime.now():%H:%M:%S}  {call.journal_id:<18} "
+                  "the official replied by e-mail", file=out)
     if status == "answer_ready" and not call.delivered_by_demo:
-        if call.delivery == "callback":
+        if call.delivery in ("callback", "official_reply"):
             call.delivered_by_demo = True
             await api.post(f"/api/v1/calls/{call.id}/delivery", json={
                 "channel": "phone", "delivered_at": datetime.now(UTC).isoformat(),

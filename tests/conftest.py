@@ -252,3 +252,7 @@ def restore_logging() -> Iterator[None]:
         root.handlers[:] = handlers
         root.setLevel(level)
         structlog.configure(**config)
+
+
+# --- a real IMAP server (Dovecot) for the mail reader ------------------------------------
+from tests.imap_server import imap_server  # noqa: E402, F401 - a fixture

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 
@@ -22,12 +24,16 @@ from gateway.domain.status import OPEN_UPSTREAM, UNANSWERED, UNDELIVERED
 from gateway.services.unit_of_work import (
     AlreadyStored,
     AppealPage,
+    AttachmentInfo,
     AuditEntry,
     Changes,
     KnownCall,
     NewAppeal,
+    NewAttachment,
     PollerState,
+    SentLetter,
     UnitOfWork,
+    UnmatchedMail,
 )
 from outbox import NewMessage
 
@@ -186,9 +192,112 @@ class FakeCursors:
         return list({**self._storage.cursors, **self.pending}.values())
 
 
+@dataclass
+class _StoredAttachment:
+    info: AttachmentInfo
+    data: bytes
+    appeal_id: str | None
+    unmatched_id: str | None
+
+
+class FakeMailRecords:
+    """The mail records in memory; what a unit of work writes lands at its commit."""
+
+    def __init__(self, storage: FakeStorage) -> None:
+        self._storage = storage
+        self.pending: list[Callable[[], None]] = []
+
+    async def record_sent(self, letter: SentLetter) -> None:
+        def write() -> None:
+            self._storage.letters.setdefault(letter.message_id, letter)
+        self.pending.append(write)
+
+    async def sent_by_message_ids(self, message_ids: Sequence[str]) -> list[SentLetter]:
+        return [self._storage.letters[m] for m in message_ids if m in self._storage.letters]
+
+    async def sent_for(self, appeal_id: str) -> list[SentLetter]:
+        return [x for x in self._storage.letters.values() if x.appeal_id == appeal_id]
+
+    async def appeal_ids_by_prefix(self, prefix: str) -> list[str]:
+        return sorted(i for i in self._storage.appeals if i.startswith(prefix))[:2]
+
+    async def last_uid(self, mailbox: str, uidvalidity: int) -> int:
+        return max((uid for (box, validity, uid) in self._storage.seen_mail
+                    if (box, validity) == (mailbox, uidvalidity)), default=0)
+
+    async def was_seen(self, mailbox: str, uidvalidity: int, uid: int,
+                       message_id: str | None) -> bool:
+        seen = self._storage.seen_mail
+        return (mailbox, uidvalidity, uid) in seen or (
+            message_id is not None and (mailbox, message_id) in seen.values())
+
+    async def mark_seen(self, mailbox: str, uidvalidity: int, uid: int,
+                        message_id: str | None, outcome: str, appeal_id: str | None,
+                        at: datetime) -> None:
+        key = (mailbox, uidvalidity, uid)
+        self.pending.append(lambda: self._storage.seen_mail.__setitem__(
+            key, (mailbox, message_id)))
+
+    async def add_unmatched(self, mail: UnmatchedMail,
+                            attachments: Sequence[NewAttachment]) -> None:
+        def write() -> None:
+            self._storage.unmatched[mail.id] = mail
+            self._store(None, mail.id, attachments)
+        self.pending.append(write)
+
+    async def unmatched(self, limit: int, *, open_only: bool = True) -> list[UnmatchedMail]:
+        found = [self._with_attachments(m) for m in self._storage.unmatched.values()
+                 if not open_only or m.assigned_to is None]
+        return sorted(found, key=lambda m: (m.received_at, m.id))[:limit]
+
+    async def get_unmatched(self, mail_id: str) -> UnmatchedMail | None:
+        found = self._storage.unmatched.get(mail_id)
+        return None if found is None else self._with_attachments(found)
+
+    async def assign_unmatched(self, mail_id: str, appeal_id: str, at: datetime) -> None:
+        def write() -> None:
+            stored = self._storage.unmatched[mail_id]
+            self._storage.unmatched[mail_id] = replace(stored, assigned_to=appeal_id)
+            for item in self._storage.attachments:
+                if item.unmatched_id == mail_id:
+                    item.appeal_id = appeal_id
+        self.pending.append(write)
+
+    async def add_attachments(self, appeal_id: str, attachments: Sequence[NewAttachment],
+                              at: datetime) -> None:
+        self.pending.append(lambda: self._store(appeal_id, None, attachments))
+
+    async def attachments_of(self, appeal_id: str) -> list[AttachmentInfo]:
+        return [a.info for a in self._storage.attachments if a.appeal_id == appeal_id]
+
+    async def attachment(self, appeal_id: str, attachment_id: str
+                         ) -> tuple[AttachmentInfo, bytes] | None:
+        return next(((a.info, a.data) for a in self._storage.attachments
+                     if a.appeal_id == appeal_id and a.info.id == attachment_id), None)
+
+    async def ids_request_late(self, now: datetime, limit: int) -> list[str]:
+        late = [a for a in self._storage.appeals.values()
+                if a.request_sent_at is not None and a.request_due_at is not None
+                and a.request_due_at < now and a.request_reminded_at is None
+                and a.status in UNANSWERED]
+        return [a.id for a in sorted(late, key=lambda a: (a.request_due_at, a.id))][:limit]
+
+    def _store(self, appeal_id: str | None, unmatched_id: str | None,
+               attachments: Sequence[NewAttachment]) -> None:
+        for a in attachments:
+            info = AttachmentInfo(str(uuid.uuid4()), a.filename, a.content_type, len(a.data))
+            self._storage.attachments.append(
+                _StoredAttachment(info, a.data, appeal_id, unmatched_id))
+
+    def _with_attachments(self, mail: UnmatchedMail) -> UnmatchedMail:
+        return replace(mail, attachments=tuple(
+            a.info for a in self._storage.attachments if a.unmatched_id == mail.id))
+
+
 class FakeUnitOfWork(UnitOfWork):
     appeals: FakeAppeals
     cursors: FakeCursors
+    mail: FakeMailRecords
 
     def __init__(self, storage: FakeStorage, *, writes: bool) -> None:
         super().__init__()
@@ -199,11 +308,12 @@ class FakeUnitOfWork(UnitOfWork):
     async def _begin(self) -> None:
         self.appeals = FakeAppeals(self._storage)
         self.cursors = FakeCursors(self._storage)
+        self.mail = FakeMailRecords(self._storage)
 
     async def _commit(self, changes: Changes) -> None:
         if not self._writes:
             if (changes.new or changes.updated or changes.audit or changes.messages
-                    or self.cursors.pending):
+                    or self.cursors.pending or self.mail.pending):
                 raise RuntimeError("a reading unit of work cannot save changes")
             return
         storage = self._storage
@@ -239,6 +349,8 @@ class FakeUnitOfWork(UnitOfWork):
         storage.messages.extend(changes.messages)
         storage.cancelled.extend(changes.cancelled)
         storage.cursors.update(self.cursors.pending)
+        for write in self.mail.pending:
+            write()
         storage.commits += 1
         self.committed = True
 
@@ -276,6 +388,10 @@ class FakeStorage:
         self.messages: list[NewMessage] = []
         self.cancelled: list[str] = []
         self.failing_commits: list[BaseException | None] = []
+        self.letters: dict[str, SentLetter] = {}
+        self.seen_mail: dict[tuple[str, int, int], tuple[str, str | None]] = {}
+        self.unmatched: dict[str, UnmatchedMail] = {}
+        self.attachments: list[_StoredAttachment] = []
         self.commits = 0
 
     def write(self) -> FakeUnitOfWork:

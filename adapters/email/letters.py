@@ -48,6 +48,7 @@ LETTER_FIELDS: Mapping[str, frozenset[str]] = {
         "applicant_name", "applicant_phone", "applicant_email",
     },
     "answer": _COMMON_FIELDS | {"applicant_greeting_name", "answer_text"},
+    "reminder": _COMMON_FIELDS | {"authority", "authorities", "due_at", "sent_at"},
 }
 
 _URGENCY_LABELS: Mapping[Urgency, str] = {
@@ -298,9 +299,40 @@ class TemplateLetters:
                 due_at: datetime | None) -> OutgoingMail:
         # Without a computed answer time the letter still states the appeal's own deadline.
         when = due_at or appeal.due_at or appeal.received_at
-        (letter,) = request_letters(appeal, (EmailTarget(authority, recipients),), when,
-                                    templates=self._templates)
-        return letter
+        # [004: 10.1] every letter names all the authorities the call went to.
+        targets = _co_addressed(appeal, authority, recipients)
+        key = f"{appeal.id}:request:{authority}"
+        return next(mail for mail in request_letters(appeal, targets, when,
+                                                     templates=self._templates)
+                    if mail.idempotency_key == key)
+
+    def reminder(self, appeal: Appeal, authority: str, recipients: tuple[str, ...],
+                 due_at: datetime, sent_at: datetime) -> OutgoingMail:
+        """[004: 10.2] the answer is late: a reminder to the same responsible persons, one
+        per term (an extension's new term, once late, is reminded of again)."""
+        templates = self._templates
+        targets = _co_addressed(appeal, authority, recipients)
+        letter = templates.render("reminder", _common_values(appeal, templates) | {
+            "authority": authority,
+            "authorities": ", ".join(t.authority for t in targets),
+            "due_at": templates.local_time(due_at),
+            "sent_at": templates.local_time(sent_at),
+        })
+        return OutgoingMail(
+            to=recipients, subject=letter.subject, text=letter.text, html=letter.html,
+            idempotency_key=f"{appeal.id}:reminder:{authority}:{due_at.isoformat()}",
+            headers={"X-Gateway-Appeal": appeal.id},
+        )
 
     def answer(self, appeal: Appeal, answer_text: str) -> OutgoingMail:
         return answer_letter(appeal, answer_text, templates=self._templates)
+
+
+def _co_addressed(appeal: Appeal, authority: str,
+                  recipients: tuple[str, ...]) -> tuple[EmailTarget, ...]:
+    """The appeal's authorities, this one with the recipients it is sent to."""
+    targets = tuple(EmailTarget(authority, recipients) if t.authority == authority else t
+                    for t in appeal.route.email)
+    if not any(t.authority == authority for t in targets):
+        targets = (*targets, EmailTarget(authority, recipients))
+    return targets

@@ -63,10 +63,11 @@ async def get_call(request: web.Request) -> web.Response:
     appeal_id = appeal_id_of(request)
     async with services.storage.read() as uow:
         appeal = await uow.appeals.get(appeal_id)
+        attachments = await uow.mail.attachments_of(appeal_id) if appeal else []
     if appeal is None:
         raise ApiError(404, "not_found", "Обращение не найдено / no such call")
     zone = services.zone_of(appeal.hotline)
-    return json_response(AppealDetailOut.of(appeal, zone).body())
+    return json_response(AppealDetailOut.of(appeal, zone, tuple(attachments)).body())
 
 
 @routes.get("/api/v1/calls")

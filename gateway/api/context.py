@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.ports import Clock
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.intake import IntakeService
+from gateway.services.mail_replies import UnmatchedMailDesk
+from gateway.services.official_answers import OfficialAnswers
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.reports import ReportService
 from gateway.services.unit_of_work import Storage
@@ -41,6 +43,8 @@ class ApiServices:
     deliveries: DeliveryDesk | None = None
     body_timeout_s: float = 30.0
     reports: ReportService | None = None
+    answers: OfficialAnswers | None = None
+    unmatched_mail: UnmatchedMailDesk | None = None
 
 
 SERVICES_KEY = web.AppKey("services", ApiServices)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from gateway.domain.appeal import Appeal, Applicant, DeliveryRecord, DeliveryResult
 from gateway.services.delivery_desk import AttemptResult
-from gateway.services.unit_of_work import AppealPage
+from gateway.services.unit_of_work import AppealPage, AttachmentInfo, UnmatchedMail
 
 # isoformat() exactly (+00:00, never Z): the answers keep the spelling they always had.
 Time = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str)]
@@ -118,6 +118,40 @@ class DeliveryRecordOut(_View):
                    at=_local(record.at, zone), by=record.by, source=record.source)
 
 
+class AttachmentOut(_View):
+    """A reply's attachment [002: 4.5]; downloaded at /api/v1/calls/{id}/attachments/{id}."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+
+    @classmethod
+    def of(cls, info: AttachmentInfo) -> AttachmentOut:
+        return cls(id=info.id, filename=info.filename, content_type=info.content_type,
+                   size=info.size)
+
+
+class UnmatchedMailOut(_View):
+    """A reply the mailbox reader left for an operator: GET /api/v1/mail/unmatched."""
+
+    id: str
+    received_at: Time
+    reason: str
+    sender: str
+    subject: str
+    text: str
+    call_id: str | None  # the call it seemed to answer, when one was found
+    attachments: list[AttachmentOut]
+
+    @classmethod
+    def of(cls, mail: UnmatchedMail, zone: tzinfo) -> UnmatchedMailOut:
+        return cls(id=mail.id, received_at=mail.received_at.astimezone(zone),
+                   reason=mail.reason, sender=mail.sender, subject=mail.subject,
+                   text=mail.text, call_id=mail.appeal_id,
+                   attachments=[AttachmentOut.of(a) for a in mail.attachments])
+
+
 class AppealOut(_View):
     """An appeal as listed: GET /api/v1/calls."""
 
@@ -152,11 +186,14 @@ class AppealDetailOut(AppealOut):
 
     history: list[StatusChangeOut]
     deliveries: list[DeliveryRecordOut]
+    attachments: list[AttachmentOut] = []  # of officials' replies [002: 4.5]
 
     @classmethod
-    def of(cls, appeal: Appeal, zone: tzinfo) -> AppealDetailOut:
+    def of(cls, appeal: Appeal, zone: tzinfo,
+           attachments: tuple[AttachmentInfo, ...] = ()) -> AppealDetailOut:
         return cls(
             **_appeal_fields(appeal, zone),
+            attachments=[AttachmentOut.of(a) for a in attachments],
             history=[StatusChangeOut(status=c.status.value, at=_local(c.at, zone),
                                      source=c.source, note=c.note)
                      for c in appeal.history],

@@ -199,3 +199,33 @@ class OutboxQuery(_Strict):
 class DeliveriesQuery(_Strict):
     state: Literal["ready"] = "ready"
     limit: int = Field(default=100, ge=1, le=500)
+
+
+AnswerText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=20000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+
+
+class AnswerIn(_Strict):
+    """POST /api/v1/calls/{id}/answer: an official's answer by phone, paper, fax [004: 10.2]."""
+
+    _blank_is_absent = True
+
+    text: AnswerText
+    source: Literal["email", "phone", "paper", "fax", "other"]
+    received_at: Moment | None = None
+    by: Required200 | None = None
+
+
+class ExtensionIn(_Strict):
+    """POST /api/v1/calls/{id}/extension: the official's letter asking for more time."""
+
+    _blank_is_absent = True
+
+    until: Moment
+    reason: Reason
+    letter_ref: Required200 | None = None
+
+
+class AssignIn(_Strict):
+    call_id: Required128

@@ -32,6 +32,7 @@ from gateway.errors import GatewayError
 
 __all__ = [
     "AnswerChannel",
+    "AnswerClosed",
     "AnswerNotReady",
     "Appeal",
     "AppealStatus",
@@ -42,6 +43,8 @@ __all__ = [
     "DeliveryConflict",
     "DeliveryRecord",
     "DeliveryResult",
+    "ExtensionLimit",
+    "NoRequestSent",
     "StatusChange",
     "TransitionNotAllowed",
     "Urgency",
@@ -96,6 +99,26 @@ class DeliveryConflict(GatewayError):
     def __init__(self, recorded: str) -> None:
         super().__init__(recorded)
         self.recorded = recorded
+
+
+class AnswerClosed(GatewayError):
+    """An answer for an appeal that is past taking one (delivered, rejected, journaled)."""
+
+    def __init__(self, status: AppealStatus) -> None:
+        super().__init__(status.value)
+        self.status = status
+
+
+class NoRequestSent(GatewayError):
+    """An extension for an appeal whose request to an official has not gone out."""
+
+
+class ExtensionLimit(GatewayError):
+    """[004: 10.3] the new term would pass 5 working days from the request."""
+
+    def __init__(self, latest: datetime) -> None:
+        super().__init__(latest.isoformat())
+        self.latest = latest
 
 
 class CallbacksExhausted(GatewayError):
@@ -181,6 +204,10 @@ class Appeal:
     feedback_due_at: datetime | None = None
     # [004: 10.2] when the official's answer to an e-mail request is due.
     request_due_at: datetime | None = None
+    # When the first request actually went out (the extension limit counts from it
+    # [004: 10.3]), and when the official was reminded of a late answer.
+    request_sent_at: datetime | None = None
+    request_reminded_at: datetime | None = None
     overdue: bool = False
     # [002: 2.8.10] when the "interim answer due" reminder went out.
     interim_reminded_at: datetime | None = None
@@ -228,11 +255,83 @@ class Appeal:
         self.events.append(ev.Registered(self.id, at, ref.system, ref.system, ref.id,
                                              ref.number))
 
-    def request_sent(self, recipients: int, at: datetime) -> None:
-        """[004: 10.1] a request went by e-mail; the first one registers the appeal."""
+    def request_sent(self, recipients: int, at: datetime,
+                     answer_due: datetime | None = None) -> None:
+        """[004: 10.1] a request went by e-mail; the first one registers the appeal.
+
+        From now on the official's answer is due (`answer_due`, [004: 10.2]): with several
+        authorities, by the latest of their terms.
+        """
         if self.status is AppealStatus.ACCEPTED:
             self._move(AppealStatus.REGISTERED, at, "email", note="request sent")
+        if self.request_sent_at is None:
+            self.request_sent_at = at
+        if answer_due is not None and (self.request_sent_at == at or self.request_due_at is None
+                                       or answer_due > self.request_due_at):
+            self.request_due_at = answer_due
         self.events.append(ev.RequestSent(self.id, at, "email", recipients))
+
+    def answer_received(self, text: str, source: str, received_at: datetime, at: datetime,
+                        actor: str) -> bool:
+        """[004: 10.2] the official's answer came (by reply letter, phone, paper, fax).
+
+        The appeal becomes ready for delivery. A second answer (another co-addressed
+        authority [004: 10.1]) is added to the first while the appeal is not yet delivered;
+        the same text again changes nothing (False). Delivered, rejected or journaled
+        appeals take no answer: `AnswerClosed`.
+        """
+        text = text.strip()
+        if not text:
+            raise ValueError("an answer needs its text")
+        if self.status in (AppealStatus.DELIVERED, AppealStatus.REJECTED,
+                           AppealStatus.JOURNALED):
+            raise AnswerClosed(self.status)
+        if self.answer_text is not None and text in self.answer_text:
+            return False
+        self.events.append(ev.AnswerReceived(self.id, at, actor, source, received_at))
+        if self.status in READY_FOR_DELIVERY:
+            self.answer_text = f"{self.answer_text}\n\n{text}" if self.answer_text else text
+            return True
+        self.answer_text = text
+        self.answer_ready_at = received_at
+        if self.status is AppealStatus.FAILED:
+            self._move(AppealStatus.REGISTERED, at, actor, note="answer received")
+        self._move(AppealStatus.ANSWER_READY, at, actor, note=f"answer by {source}")
+        self._answer_ready(at, actor)
+        return True
+
+    def extension_requested(self, until: datetime, reason: str, letter_ref: str | None,
+                            latest: datetime | None, at: datetime, actor: str) -> None:
+        """[004: 10.3] the official asks, with reasons, for more time. The new term never
+        passes `latest` (5 working days from the request): beyond it `ExtensionLimit`."""
+        if self.request_sent_at is None:
+            raise NoRequestSent("no request to an official has been sent for this appeal")
+        if self.status not in UNANSWERED:
+            raise AnswerClosed(self.status)
+        if not reason.strip():
+            raise ValueError("an extension must state its reasons")
+        if self.request_due_at is not None and until <= self.request_due_at:
+            raise ValueError("the new term must be later than the current one")
+        if latest is not None and until > latest:
+            raise ExtensionLimit(latest)
+        self.request_due_at = until
+        self.request_reminded_at = None  # late again after the new term: remind again
+        if self.due_at is not None and until > self.due_at:
+            self.due_at = until
+            self.overdue = False
+        self._record_status(self.status, at, actor,
+                            note=f"extension until {until.isoformat()}: {reason.strip()[:200]}")
+        self.events.append(ev.RequestExtended(self.id, at, actor, until, letter_ref))
+
+    def request_answer_late(self, now: datetime) -> bool:
+        """[004: 10.2] the official's answer is past its term: remind once per term."""
+        if self.request_reminded_at is not None or self.request_sent_at is None or (
+                self.request_due_at is None or self.request_due_at >= now
+                or self.status not in UNANSWERED):
+            return False
+        self.request_reminded_at = now
+        self.events.append(ev.RequestAnswerLate(self.id, now, "sla", self.request_due_at))
+        return True
 
     def forwarding_failed(self, action: str, reason: str, at: datetime, actor: str) -> None:
         """Forwarding was given up (a dead letter): an appeal not yet forwarded is failed,

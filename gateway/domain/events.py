@@ -168,3 +168,40 @@ class ForwardingRedriven(Event):
 
     def audit_detail(self) -> dict[str, Any]:
         return {"action": self.action}
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReceived(Event):
+    """An official's answer reached the contact centre: a reply letter, or by phone, paper
+    or fax recorded by an operator [004: 10.2]."""
+
+    audit_action: ClassVar[str | None] = "answer.received"
+    source: str  # email | phone | paper | fax | other
+    received_at: datetime
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"source": self.source, "received_at": self.received_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestExtended(Event):
+    """[004: 10.3] the official asked for more time, with reasons; the term moved."""
+
+    audit_action: ClassVar[str | None] = "request.extended"
+    until: datetime
+    letter_ref: str | None = None
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"until": self.until.isoformat(), "letter_ref": self.letter_ref}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAnswerLate(Event):
+    """[004: 10.2] the official's answer to the request is late (overdue kind "request");
+    a reminder letter goes to every authority the request went to."""
+
+    audit_action: ClassVar[str | None] = "request.answer_late"
+    due_at: datetime
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"due_at": self.due_at.isoformat()}

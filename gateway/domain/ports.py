@@ -138,6 +138,11 @@ class OutgoingMail:
 class Mailer(Protocol):
     async def send(self, mail: OutgoingMail) -> None: ...
 
+    def message_id(self, mail: OutgoingMail) -> str:
+        """The Message-ID `send` gives a letter with an idempotency key: kept, so that the
+        official's reply (In-Reply-To / References) finds its request."""
+        ...
+
 
 class LetterComposer(Protocol):
     """Renders the letters from the templates in config/ (Russian, text and HTML)."""
@@ -150,3 +155,62 @@ class LetterComposer(Protocol):
     def answer(self, appeal: Appeal, answer_text: str) -> OutgoingMail:
         """The answer to an applicant who chose e-mail."""
         ...
+
+    def reminder(self, appeal: Appeal, authority: str, recipients: tuple[str, ...],
+                 due_at: datetime, sent_at: datetime) -> OutgoingMail:
+        """[004: 10.2] the official's answer is late: a reminder to the same persons."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MailAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMail:
+    """One message of the contact centre's mailbox, read and decoded by the adapter.
+
+    Everything but `uid`, `message_id` and `problem` is personal data: never logged.
+    `problem` says why the message could not be read as a reply (malformed, too large);
+    such a message is still processed once, and left for an operator.
+    """
+
+    uid: int
+    message_id: str | None
+    in_reply_to: tuple[str, ...]  # In-Reply-To, then References, newest first
+    sender: str  # the From address, lower-cased
+    subject: str
+    text: str  # the reply's own text: plain part or HTML as text, quoted request removed
+    received_at: datetime | None
+    attachments: tuple[MailAttachment, ...] = ()
+    skipped_attachments: int = 0  # not a document type the regulation names, or too big
+    reference: str | None = None  # the appeal-id prefix the subject's [ГЛ-…] gives
+    problem: str | None = None  # malformed | too_large
+
+
+@dataclass(frozen=True, slots=True)
+class MailBatch:
+    uidvalidity: int
+    messages: Sequence[IncomingMail]
+
+
+class Mailbox(Protocol):
+    """The contact centre's mailbox where officials' replies arrive [004: 10.2]."""
+
+    name: str  # the folder read, for the processed-messages record
+
+    async def fetch_after(self, uidvalidity: int | None, last_uid: int,
+                          limit: int) -> MailBatch:
+        """Messages with a UID above `last_uid` (all of them when the mailbox's UIDVALIDITY
+        is not `uidvalidity`), oldest first, at most `limit`. Never deletes anything."""
+        ...
+
+    async def settle(self, uids: Sequence[int]) -> None:
+        """Processed and committed: the mailbox may mark them (or delete them, if so
+        configured)."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -25,9 +25,11 @@ reads the TOML files and builds these objects.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, time, tzinfo
 
+from gateway.domain.ports import WorkCalendar
 from gateway.domain.route import DeloTarget, EmailTarget, PosTarget, Route, TargetSystem
 from gateway.errors import GatewayError
 
@@ -322,10 +324,26 @@ class EmailAuthority:
 
 @dataclass(frozen=True, slots=True)
 class HealthDuty:
-    """[004: 12] the health institution on duty, reached through its duty mailbox."""
+    """[004: 12] the health institution on duty, reached through its duty mailbox, within
+    the institutions' working hours; outside them the contact centre handles the call as
+    usual, by an e-mail request to `outside_hours` authorities [004: 10].
+
+    No hours: the institution takes every call.
+    """
 
     institution: str
     address: str
+    opens: time | None = None  # local to the hotline
+    closes: time | None = None
+    working_days_only: bool = True  # by the production calendar
+    outside_hours: tuple[str, ...] = ()  # e-mail authority ids
+
+    def is_open(self, local: datetime, working_day: bool) -> bool:
+        if self.opens is None or self.closes is None:
+            return True
+        if self.working_days_only and not working_day:
+            return False
+        return self.opens <= local.time() < self.closes
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +530,16 @@ def _directory_problems(table: RoutingTable, source: str) -> list[RoutingProblem
         problems.append(RoutingProblem(
             f"{source} [health]", f"{table.health.address!r} is not an e-mail address"
         ))
+    if table.health is not None:
+        duty = table.health
+        for authority_id in duty.outside_hours:
+            if table.authority(authority_id) is None:
+                problems.append(RoutingProblem(
+                    f"{source} [health]", f"outside_hours: unknown authority {authority_id!r}"))
+        if (duty.opens is None) != (duty.closes is None) or (
+                duty.opens is not None and duty.closes is not None and duty.opens >= duty.closes):
+            problems.append(RoutingProblem(
+                f"{source} [health]", "hours: give both opens and closes, opens first"))
     return problems
 
 
@@ -625,7 +653,11 @@ class Router:
         *,
         hotlines: Collection[str] | None = None,
         deadline_policies: Collection[str] | None = None,
+        calendar: WorkCalendar | None = None,
+        zone_of: Callable[[str], tzinfo] | None = None,
     ) -> None:
+        self._calendar = calendar
+        self._zone_of = zone_of
         problems = topic_problems(topics) + routing_problems(
             table, topics, hotlines=hotlines, deadline_policies=deadline_policies
         )
@@ -657,8 +689,12 @@ class Router:
         key = normalise_topic(topic)
         return self._rules.get((key, hotline)) or self._rules.get((key, None))
 
-    def route(self, topic: str, hotline: str, informational: bool) -> Route:
+    def route(self, topic: str, hotline: str, informational: bool,
+              at: datetime | None = None) -> Route:
         """Where a call goes; `UnknownTopic` if the topic is not in the dictionary.
+
+        `at`: when the call came, for the health institutions' working hours [004: 12]
+        (without it, or without a calendar, the institution on duty takes the call).
 
         Informational calls, and calls on an informational topic that no rule sends
         anywhere, are journaled only (system none) [002: 2.8.2]. A topic no rule covers
@@ -672,13 +708,14 @@ class Router:
             if known.informational:
                 return Route.none()
             return self.fallback(hotline)
-        return self._route_by(rule, known, hotline)
+        return self._route_by(rule, known, hotline, at)
 
     def fallback(self, hotline: str) -> Route:
         """[003] «Правительство ... области» coordinates whatever nobody else clearly owns."""
         return self._pos_route(self._table.fallback, hotline, self._table.fallback_deadline_policy)
 
-    def _route_by(self, rule: RoutingRule, topic: Topic, hotline: str) -> Route:
+    def _route_by(self, rule: RoutingRule, topic: Topic, hotline: str,
+                  at: datetime | None = None) -> Route:
         table = self._table
         if rule.system is TargetSystem.POS and rule.pos is not None:
             return self._pos_route(rule.pos, hotline, rule.policy)
@@ -701,6 +738,18 @@ class Router:
             )
         if rule.system is TargetSystem.HEALTH and table.health is not None:
             duty = table.health
+            if at is not None and self._calendar is not None and self._zone_of is not None \
+                    and duty.outside_hours:
+                local = at.astimezone(self._zone_of(hotline))
+                if not duty.is_open(local, self._calendar.is_working_day(local.date())):
+                    outside = [a for a in map(table.authority, duty.outside_hours)
+                               if a is not None]
+                    return Route(
+                        system=TargetSystem.EMAIL,
+                        executor="; ".join(a.name for a in outside),
+                        email=tuple(EmailTarget(a.name, a.recipients) for a in outside),
+                        deadline_policy=rule.policy,
+                    )
             return Route(
                 system=TargetSystem.HEALTH,
                 executor=duty.institution,

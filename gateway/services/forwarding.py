@@ -30,7 +30,7 @@ from gateway.domain.ports import (
 from gateway.domain.route import Route
 from gateway.services import outbox_actions as actions
 from gateway.services.batching import Batcher
-from gateway.services.unit_of_work import AuditEntry, Storage
+from gateway.services.unit_of_work import AuditEntry, SentLetter, Storage
 from outbox import Message, Permanent, Registration, RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -91,6 +91,8 @@ class Forwarding:
                                       on_dead=self.forwarding_failed))
             target, action = actions.EMAIL_ANSWER
             table.append(Registration(target, action, self.send_answer, MAIL_POLICY))
+            target, action = actions.EMAIL_REMINDER
+            table.append(Registration(target, action, self.send_reminder, MAIL_POLICY))
         return table
 
     async def aclose(self) -> None:
@@ -183,13 +185,41 @@ class Forwarding:
             raise Permanent("the appeal's route names no such authority")
         due = (self._request_answer_due(self._clock.now(), appeal.route, appeal.hotline)
                if self._request_answer_due else None)
-        await self._mailer.send(self._letters.request(appeal, authority, target.recipients, due))
+        mail = self._letters.request(appeal, authority, target.recipients, due)
+        await self._mailer.send(mail)
+        now = self._clock.now()
         async with self._storage.write() as uow:
             current = await uow.appeals.get(appeal.id)
             if current is None:
                 raise Permanent(f"appeal {appeal.id} vanished")
-            current.request_sent(len(target.recipients), self._clock.now())
+            # Kept so the official's reply finds this request [004: 10.2].
+            await uow.mail.record_sent(SentLetter(
+                self._mailer.message_id(mail), appeal.id, authority, target.recipients,
+                "request", now))
+            current.request_sent(len(target.recipients), now, answer_due=due)
         log.info("email.request_sent", recipient_count=len(target.recipients))
+
+    async def send_reminder(self, message: Message) -> None:
+        """[004: 10.2] the official's answer is late: remind the same responsible persons.
+        Not sent once the answer came meanwhile."""
+        assert self._mailer is not None and self._letters is not None
+        appeal = await self._load(message)
+        authority = str(message.payload["authority"])
+        due = datetime.fromisoformat(str(message.payload["due_at"]))
+        if appeal.answer_text is not None or appeal.request_sent_at is None:
+            log.info("email.reminder_not_needed", status=appeal.status.value)
+            return
+        target = next((t for t in appeal.route.email if t.authority == authority), None)
+        if target is None:
+            raise Permanent("the appeal's route names no such authority")
+        mail = self._letters.reminder(appeal, authority, target.recipients, due,
+                                      appeal.request_sent_at)
+        await self._mailer.send(mail)
+        async with self._storage.write() as uow:
+            await uow.mail.record_sent(SentLetter(
+                self._mailer.message_id(mail), appeal.id, authority, target.recipients,
+                "reminder", self._clock.now()))
+        log.info("email.reminder_sent", recipient_count=len(target.recipients))
 
     async def send_answer(self, message: Message) -> None:
         """The ready answer to an applicant who chose e-mail, then the delivery is recorded."""

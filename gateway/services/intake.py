@@ -168,7 +168,8 @@ class IntakeService:
         if refusal:
             raise CallRefused(refusal)
         try:
-            route = self._routes.route(call.topic, call.hotline, call.informational)
+            route = self._routes.route(call.topic, call.hotline, call.informational,
+                                       call.received_at)
         except UnknownTopic:
             raise CallRefused(Refusal(
                 "unknown_topic",

@@ -12,6 +12,7 @@ POS_REGISTER = ("pos", "register")
 DELO_REGISTER = ("delo", "register")
 EMAIL_REQUEST = ("email", "request")
 EMAIL_ANSWER = ("email", "answer")
+EMAIL_REMINDER = ("email", "reminder")
 POS_CONFIRM_DELIVERY = ("pos", "confirm_delivery")
 DELO_CLOSE_CONTROL = ("delo", "close_control")
 
@@ -24,6 +25,14 @@ def messages_for(appeal: Appeal, event: ev.Event) -> list[NewMessage]:
         return forwarding_messages(appeal)
     if isinstance(event, ev.AnswerReady) and event.mail_to_applicant:
         return [_message(appeal.id, EMAIL_ANSWER, f"{appeal.id}:answer")]
+    if isinstance(event, ev.RequestAnswerLate):
+        # [004: 10.2] one reminder per authority and per term (an extension's new term,
+        # once late, is reminded of again).
+        due = event.due_at.isoformat()
+        return [_message(appeal.id, EMAIL_REMINDER,
+                         f"{appeal.id}:reminder:{target.authority}:{due}",
+                         {"authority": target.authority, "due_at": due})
+                for target in appeal.route.email]
     if isinstance(event, ev.Delivered) and event.confirm_in in _CONFIRMATIONS:
         kind = _CONFIRMATIONS[event.confirm_in]
         return [_message(appeal.id, kind, f"{appeal.id}:{kind[1]}", {

@@ -19,8 +19,10 @@ from gateway.domain.route import Route
 
 
 class RoutePlanner(Protocol):
-    def route(self, topic: str, hotline: str, informational: bool) -> Route:
-        """Raises gateway.domain.routing.UnknownTopic for a topic not in the dictionary."""
+    def route(self, topic: str, hotline: str, informational: bool,
+              at: datetime | None = None) -> Route:
+        """Raises gateway.domain.routing.UnknownTopic for a topic not in the dictionary.
+        `at`: when the call came (the health institutions' hours [004: 12])."""
         ...
 
     def canonical_topic(self, name: str) -> str: ...
@@ -76,3 +78,12 @@ class PolicyDeadlines:
             return None
         return request_answer_deadline(sent_at, policy, self._calendar,
                                        self._zone_of(hotline)).due_at
+
+    def request_answer_latest(self, sent_at: datetime, route: Route,
+                              hotline: str) -> datetime | None:
+        """[004: 10.3] no extension passes 5 working days from the request."""
+        policy = self._policies.named(route.deadline_policy)
+        if policy.request is None:
+            return None
+        return request_answer_deadline(sent_at, policy, self._calendar,
+                                       self._zone_of(hotline)).latest_at

@@ -145,6 +145,98 @@ class PollerCursors(Protocol):
     async def all(self) -> list[PollerState]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SentLetter:
+    """A letter to an official, kept so a reply can be matched to it [004: 10.2]."""
+
+    message_id: str
+    appeal_id: str
+    authority: str
+    recipients: tuple[str, ...]  # personal data: never logged
+    kind: str  # request | reminder
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedMail:
+    """A reply left for an operator: no request matched it, or it could not be applied.
+    Sender, subject and text are personal data: shown to operators, never logged."""
+
+    id: str
+    received_at: datetime
+    reason: str  # no_match | unexpected_sender | appeal_closed | no_text | malformed
+    sender: str
+    subject: str
+    text: str
+    appeal_id: str | None  # the appeal it seemed to answer, if any
+    assigned_to: str | None = None
+    attachments: tuple[AttachmentInfo, ...] = ()
+
+
+class MailRecords(Protocol):
+    """Letters sent to officials, replies seen in the mailbox, replies left for a person,
+    and the attachments kept. Written in the unit of work's transaction."""
+
+    async def record_sent(self, letter: SentLetter) -> None: ...
+
+    async def sent_by_message_ids(self, message_ids: Sequence[str]) -> list[SentLetter]: ...
+
+    async def sent_for(self, appeal_id: str) -> list[SentLetter]: ...
+
+    async def appeal_ids_by_prefix(self, prefix: str) -> list[str]:
+        """At most two appeals whose id starts with `prefix` (a subject's reference)."""
+        ...
+
+    async def last_uid(self, mailbox: str, uidvalidity: int) -> int: ...
+
+    async def was_seen(self, mailbox: str, uidvalidity: int, uid: int,
+                       message_id: str | None) -> bool:
+        """This UID, or (after a UIDVALIDITY change) this Message-ID, was processed."""
+        ...
+
+    async def mark_seen(self, mailbox: str, uidvalidity: int, uid: int,
+                        message_id: str | None, outcome: str, appeal_id: str | None,
+                        at: datetime) -> None: ...
+
+    async def add_unmatched(self, mail: UnmatchedMail,
+                            attachments: Sequence[NewAttachment]) -> None: ...
+
+    async def unmatched(self, limit: int, *, open_only: bool = True) -> list[UnmatchedMail]: ...
+
+    async def get_unmatched(self, mail_id: str) -> UnmatchedMail | None: ...
+
+    async def assign_unmatched(self, mail_id: str, appeal_id: str, at: datetime) -> None:
+        """Marks it assigned and moves its attachments to the appeal."""
+        ...
+
+    async def add_attachments(self, appeal_id: str, attachments: Sequence[NewAttachment],
+                              at: datetime) -> None: ...
+
+    async def attachments_of(self, appeal_id: str) -> list[AttachmentInfo]: ...
+
+    async def attachment(self, appeal_id: str, attachment_id: str
+                         ) -> tuple[AttachmentInfo, bytes] | None: ...
+
+    async def ids_request_late(self, now: datetime, limit: int) -> list[str]:
+        """Appeals whose official's answer is past its term and not yet reminded of."""
+        ...
+
+
 @dataclass
 class Changes:
     """What one commit writes, derived from the appeals' events."""
@@ -163,6 +255,7 @@ class UnitOfWork(abc.ABC):
 
     appeals: AppealRepository
     cursors: PollerCursors
+    mail: MailRecords
 
     def __init__(self) -> None:
         self._audit: list[AuditEntry] = []

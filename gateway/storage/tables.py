@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -50,6 +51,9 @@ appeals = Table(
     Column("due_at", UTCDateTime, nullable=True),
     Column("feedback_due_at", UTCDateTime, nullable=True),
     Column("request_due_at", UTCDateTime, nullable=True),
+    # [004: 10.2–10.3] when the first request went out, and the late answer's reminder.
+    Column("request_sent_at", UTCDateTime, nullable=True),
+    Column("request_reminded_at", UTCDateTime, nullable=True),
     Column("overdue", Boolean, nullable=False, default=False),
     Column("external_system", String(16), nullable=True),
     Column("external_id", String(64), nullable=True),
@@ -160,4 +164,65 @@ report_sends = Table(
     Column("late", Boolean, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
     UniqueConstraint("kind", "hotline", "period", name="uq_report_sends_period"),
+)
+
+# Letters sent to officials, by Message-ID: a reply's In-Reply-To/References find them.
+mail_letters = Table(
+    "mail_letters",
+    metadata,
+    Column("message_id", String(250), primary_key=True),
+    Column("appeal_id", String(36), ForeignKey("appeals.id"), nullable=False),
+    Column("authority", String(300), nullable=False),
+    Column("recipients", JSON, nullable=False),  # personal data
+    Column("kind", String(16), nullable=False),  # request | reminder
+    Column("sent_at", UTCDateTime, nullable=False),
+    Index("ix_mail_letters_appeal", "appeal_id"),
+)
+
+# Every message of the mailbox processed once: by UID within its UIDVALIDITY (RFC 3501).
+mail_seen = Table(
+    "mail_seen",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("mailbox", String(200), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("message_id", String(250), nullable=True),
+    Column("outcome", String(32), nullable=False),  # applied | unmatched | duplicate
+    Column("appeal_id", String(36), nullable=True),
+    Column("seen_at", UTCDateTime, nullable=False),
+    UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_mail_seen_uid"),
+    Index("ix_mail_seen_message_id", "message_id"),
+)
+
+# Replies left for an operator (personal data: sender, subject, text).
+mail_unmatched = Table(
+    "mail_unmatched",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("appeal_id", String(36), nullable=True),  # the appeal it seemed to answer
+    Column("assigned_to", String(36), nullable=True),
+    Column("assigned_at", UTCDateTime, nullable=True),
+    Index("ix_mail_unmatched_open", "assigned_to", "received_at"),
+)
+
+# Attachments of officials' replies (002 4.5), kept in the database, size-capped.
+mail_attachments = Table(
+    "mail_attachments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("appeal_id", String(36), nullable=True),
+    Column("unmatched_id", String(36), nullable=True),
+    Column("filename", Text, nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_mail_attachments_appeal", "appeal_id"),
+    Index("ix_mail_attachments_unmatched", "unmatched_id"),
 )

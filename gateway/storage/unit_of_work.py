@@ -28,6 +28,7 @@ from gateway.storage.appeals import (
     write_history,
 )
 from gateway.storage.cursors import SqlPollerCursors
+from gateway.storage.mail import SqlMailRecords
 from outbox import SqlOutboxStore
 
 MOOT_REASON = "cancelled: no longer needed (the answer reached the applicant another way)"
@@ -54,6 +55,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._conn = await self._stack.enter_async_context(self._opener())
         self.appeals = SqlAppeals(self._conn, for_update=self._writes)
         self.cursors = SqlPollerCursors(self._conn)
+        self.mail = SqlMailRecords(self._conn)
 
     async def _commit(self, changes: Changes) -> None:
         conn = self.connection

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.calendar import build_work_calendar
 from gateway.domain.route import TargetSystem
 from gateway.domain.routing import (
     ConsiderationResult,
@@ -197,6 +200,47 @@ def test_health_question_goes_to_the_institution_on_duty(router: Router) -> None
     assert route.executor == "Дежурная больница"
     assert [t.recipients for t in route.email] == [("duty@health.example.ru",)]
     assert route.deadline_policy == "health"
+
+
+HOURS = HealthDuty("Дежурная больница", "duty@health.example.ru", time(8, 0), time(20, 0),
+                   working_days_only=True, outside_hours=("city",))
+
+
+def _hours_router() -> Router:
+    return Router(replace(TABLE, health=HOURS), TOPICS, calendar=build_work_calendar(),
+                  zone_of=lambda _: ZoneInfo("Europe/Moscow"))
+
+
+@pytest.mark.parametrize("local", [
+    datetime(2026, 11, 23, 8, 0),  # Monday, opening time
+    datetime(2026, 11, 23, 19, 59),  # Monday, a minute before closing
+])
+def test_a_health_question_in_the_institutions_hours_goes_to_the_institution(
+        local: datetime) -> None:
+    at = local.replace(tzinfo=ZoneInfo("Europe/Moscow"))
+    route = _hours_router().route("Здравоохранение", "122", False, at)
+    assert (route.system, route.executor) == (TargetSystem.HEALTH, "Дежурная больница")
+
+
+@pytest.mark.parametrize("local", [
+    datetime(2026, 11, 23, 7, 59),  # Monday, before opening
+    datetime(2026, 11, 23, 20, 0),  # Monday, closing time
+    datetime(2026, 11, 22, 12, 0),  # Sunday noon
+    datetime(2027, 1, 5, 12, 0),  # the New Year holidays
+])
+def test_outside_the_institutions_hours_the_contact_centre_sends_its_own_request(
+        local: datetime) -> None:
+    at = local.replace(tzinfo=ZoneInfo("Europe/Moscow"))
+    route = _hours_router().route("Здравоохранение", "122", False, at)
+    assert route.system is TargetSystem.EMAIL  # [004: 12] "as usual": item 10
+    assert [t.authority for t in route.email] == ["Администрация города"]
+    assert route.deadline_policy == "health"
+
+
+def test_hours_naming_an_unknown_authority_are_refused() -> None:
+    broken = replace(HOURS, outside_hours=("nobody",))
+    with pytest.raises(RoutingTableInvalid, match="nobody"):
+        Router(replace(TABLE, health=broken), TOPICS)
 
 
 def test_rule_may_name_its_deadline_policy() -> None:

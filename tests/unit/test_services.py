@@ -79,7 +79,8 @@ ROUTES = {HEATING: POS_ROUTE, ROADS: EMAIL_ROUTE, INFORMATIONAL: Route.none()}
 class FakeRoutes:
     """Three topics of the dictionary: one to ПОС, one by e-mail, one answered on the spot."""
 
-    def route(self, topic: str, hotline: str, informational: bool) -> Route:
+    def route(self, topic: str, hotline: str, informational: bool,
+              at: datetime | None = None) -> Route:
         if topic not in ROUTES:
             raise UnknownTopic(topic)
         return Route.none() if informational else ROUTES[topic]
@@ -138,6 +139,9 @@ class FakeMailer:
 
     async def send(self, mail: OutgoingMail) -> None:
         self.sent.append(mail)
+
+    def message_id(self, mail: OutgoingMail) -> str:
+        return f"<{mail.idempotency_key}@gateway.test>"
 
 
 class FakeSource:

@@ -43,7 +43,14 @@ from adapters.pos.simulator import (
     SimMessage,
     start_simulator,
 )
-from config.settings import DeloSettings, OutboxSettings, PosSettings, Settings, SmtpSettings
+from config.settings import (
+    DeloSettings,
+    ImapSettings,
+    OutboxSettings,
+    PosSettings,
+    Settings,
+    SmtpSettings,
+)
 from gateway.bootstrap import Gateway, bootstrap
 from gateway.clock import ManualClock
 from gateway.services import forwarding
@@ -283,16 +290,18 @@ StartFlow = Callable[..., Awaitable[Flow]]
 
 @pytest.fixture
 async def start_flow(tmp_path: Path) -> AsyncIterator[StartFlow]:
-    """start_flow(clock=None, page_size=200, overlap_s=60, delo=None, **ПОС simulator settings).
+    """start_flow(clock=None, page_size=200, overlap_s=60, delo=None, imap=None,
+    **ПОС simulator settings).
 
     `delo`: settings of a «Дело» simulator to start and wire in too (None: no «Дело»).
+    `imap`: the mailbox the reply reader reads (None: no reader).
     """
     async with contextlib.AsyncExitStack() as stack:
         started = itertools.count()
 
         async def start(clock: ManualClock | None = None, *, page_size: int = 200,
                         overlap_s: float = 60.0, delo: DeloSimulatorSettings | None = None,
-                        **sim: Any) -> Flow:
+                        imap: ImapSettings | None = None, **sim: Any) -> Flow:
             n = next(started)
             sim.setdefault("stage_seconds", 0)
             pos = await start_simulator(settings=PosSimulatorSettings(token=POS_TOKEN, **sim))
@@ -321,6 +330,7 @@ async def start_flow(tmp_path: Path) -> AsyncIterator[StartFlow]:
                                   sender="Горячая линия 122 <hotline@gateway.test>",
                                   timeout_s=5.0),
                 outbox=OutboxSettings(concurrency=16, lease_s=30.0, poll_interval_s=0.05),
+                imap=imap or ImapSettings(),
             )
             clock = clock or ManualClock(now_minute())
             gw = bootstrap(settings, clock=clock, registry=CollectorRegistry())

@@ -33,6 +33,9 @@ async def test_demo_runs_every_call_to_its_end(tmp_path: Path) -> None:
     assert (tmp_path / "gateway.db").is_file()  # the embedded default, in the working dir
     letters = mailbox.Maildir(str(tmp_path / "var" / "maildir"), create=False)
     assert len(letters) >= 3  # two requests for the stray dogs, one answer by e-mail
+    # The stray dogs' call ended by the official's reply letter, not at «registered».
+    assert "the official replied by e-mail" in output
+    assert len(mailbox.Maildir(str(tmp_path / "var" / "mailbox"), create=False)) == 1
     log = (tmp_path / "var" / "demo.log").read_text(encoding="utf-8")
     assert "call.accepted" in log
     for personal in ("Иванов", "+7900555", "citizen", "Образцовая"):
