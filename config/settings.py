@@ -31,7 +31,7 @@ from config.errors import ConfigError
 from gateway.tokens import hash_token
 
 DEFAULT_CONFIG_FILE = Path("gateway.toml")
-ROLES = ("operator", "delivery", "admin")
+ROLES = ("operator", "delivery", "supervisor", "admin")
 
 # Dotted paths of settings that may never be read from the TOML file.
 SECRET_KEYS = frozenset(
