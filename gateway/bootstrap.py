@@ -33,14 +33,17 @@ from gateway.domain.ports import (
     Registrar,
     StatusSource,
 )
+from gateway.services.callbacks import CallbackDesk
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
+from gateway.services.journal import JournalDesk
 from gateway.services.outbox_admin import OutboxAdmin
 from gateway.services.planning import PolicyDeadlines, RoutePlanner
 from gateway.services.polling import Poller
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
+from gateway.services.supervision import Supervision
 from gateway.storage.database import Timeouts, create_engine
 from gateway.storage.readiness import WriteProbe
 from gateway.storage.unit_of_work import SqlStorage
@@ -146,7 +149,9 @@ def bootstrap(
         )
         for system, source in adapters.sources.items()
     }
-    sla = SlaWatch(storage, clock)
+    callbacks = CallbackDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
+                             settings.zone_of, frozenset(h.code for h in settings.hotlines))
+    sla = SlaWatch(storage, clock, first_callback_due=callbacks.first_due)
     loops: list[tuple[str, Loop]] = [(f"poller.{name}", p) for name, p in pollers.items()]
     loops.append(("sla", sla))
     daemon = Daemon(dispatcher, loops, adapters.closers)
@@ -162,7 +167,9 @@ def bootstrap(
             engine=engine, storage=storage, intake=intake, status=status, clock=clock,
             version=gateway.__version__, max_body_bytes=settings.http.max_body_bytes,
             outbox=outbox, outbox_admin=OutboxAdmin(outbox, storage, clock),
-            zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
+            zone_of=settings.zone_of, metrics=metrics, deliveries=desk, callbacks=callbacks,
+            journal=JournalDesk(storage, clock),
+            supervision=Supervision(storage, clock, routes, deadlines),
             readiness=WriteProbe(engine, outbox.transaction, timeout_s=limits.ready_timeout_s,
                                  min_free_bytes=limits.min_free_mb * 1024 * 1024),
             body_timeout_s=settings.http.body_timeout_s,

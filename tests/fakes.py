@@ -170,6 +170,13 @@ class FakeAppeals:
     async def count_overdue(self) -> int:
         return sum(1 for a in self._storage.appeals.values() if a.overdue)
 
+    async def interim_due(self, limit: int) -> list[Appeal]:
+        due = [a for a in self._storage.appeals.values() if a.interim_due()]
+        return [copy.deepcopy(a) for a in sorted(due, key=_due)][:limit]
+
+    async def count_interim_due(self) -> int:
+        return sum(1 for a in self._storage.appeals.values() if a.interim_due())
+
     async def count_overdue_by_kind(self) -> dict[OverdueKind, int]:
         return {kind: sum(1 for a in self._storage.appeals.values()
                           if kind in a.overdue_kinds()) for kind in OverdueKind}

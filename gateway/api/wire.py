@@ -181,7 +181,8 @@ class MissedCallIn(_Strict):
     hotline: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
     phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
     at: Moment
-    voicemail: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None
+    voicemail: Annotated[str, StringConstraints(strip_whitespace=True,
+                                                max_length=4000)] | None = None
 
 
 class MissedCallsIn(_Strict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import phonenumbers
@@ -48,7 +48,7 @@ class NewCall:
     urgency: Urgency = Urgency.CONTROL
     answer_channel: AnswerChannel | None = None  # None: not said
     informational: bool = False
-    journal: JournalEntry = JournalEntry()  # [001: appendix 2]
+    journal: JournalEntry = field(default_factory=JournalEntry)  # [001: appendix 2]
 
     def effective_answer_channel(self) -> AnswerChannel | None:
         """A hotline call: unless the operator says otherwise, the answer comes back by phone;

@@ -68,6 +68,11 @@ class DeliveryDesk:
         async with self._storage.read() as uow:
             return await uow.appeals.ready_for_delivery(limit)
 
+    async def interim_due(self, limit: int = 100) -> list[Appeal]:
+        """[002: 2.8.10] applicants owed an interim answer, the earliest deadline first."""
+        async with self._storage.read() as uow:
+            return await uow.appeals.interim_due(limit)
+
     async def record_attempt(
         self, appeal_id: str, outcome: str, at: datetime | None, actor: str
     ) -> AttemptResult:

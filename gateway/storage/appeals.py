@@ -301,6 +301,22 @@ class SqlAppeals:
             select(func.count()).select_from(appeals).where(appeals.c.overdue.is_(True)))
         return int(result.scalar_one())
 
+    def _interim_due(self) -> Any:
+        return and_(appeals.c.interim_reminded_at.is_not(None),
+                    appeals.c.interim_given_at.is_(None),
+                    appeals.c.status.in_(_values(UNANSWERED)))
+
+    async def interim_due(self, limit: int) -> list[Appeal]:
+        rows = (await self._conn.execute(
+            select(appeals).where(self._interim_due())
+            .order_by(appeals.c.due_at, appeals.c.id).limit(limit))).mappings().all()
+        return [_from_row(row) for row in rows]
+
+    async def count_interim_due(self) -> int:
+        result = await self._conn.execute(
+            select(func.count()).select_from(appeals).where(self._interim_due()))
+        return int(result.scalar_one())
+
     async def count_overdue_by_kind(self) -> dict[OverdueKind, int]:
         """One scan: each kind of missed deadline counted on its own."""
         row = (await self._conn.execute(select(*[
