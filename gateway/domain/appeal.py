@@ -491,7 +491,7 @@ class Appeal:
     def _series_tries(self) -> list[datetime]:
         """The failed tries of the current series (a supervisor's reschedule starts anew)."""
         return sorted(d.at for d in self.deliveries if d.outcome != "delivered" and (
-            self.callbacks_from is None or d.at >= self.callbacks_from))
+            self.callbacks_from is None or d.at > self.callbacks_from))
 
     def schedule_callback(self, due_at: datetime, now: datetime) -> bool:
         """[001: 13] an answer to give by phone: the first try is due by `due_at` (12:00 of
