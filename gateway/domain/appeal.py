@@ -614,7 +614,7 @@ class Appeal:
             self.request_overdue = True
         elif kind is OverdueKind.CALLBACK:
             self.callback_late = True
-        self.events.append(ev.MarkedOverdue(self.id, now, "sla", due, kind.value))
+        self.events.append(ev.MarkedLate(self.id, now, "sla", due, kind.value))
         return True
 
     def _missed(self, kind: OverdueKind, now: datetime) -> datetime | None:

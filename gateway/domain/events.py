@@ -131,7 +131,19 @@ class CallbackFailed(Event):
 class MarkedOverdue(Event):
     audit_action: ClassVar[str | None] = "sla.overdue"
     due_at: datetime
-    kind: str = "answer"  # answer | feedback | request | callback (OverdueKind)
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"due_at": self.due_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedLate(Event):
+    """A deadline besides the answer's was missed: feedback [001: 21], the request
+    [002: 2.8.9], a callback [001: 13]."""
+
+    audit_action: ClassVar[str | None] = "sla.late"
+    due_at: datetime
+    kind: str  # OverdueKind
 
     def audit_detail(self) -> dict[str, Any]:
         return {"due_at": self.due_at.isoformat(), "kind": self.kind}
