@@ -92,6 +92,10 @@ appeals = Table(
     Index("ix_appeals_updated", "updated_at", "id"),
     Index("ix_appeals_external", "external_system", "external_id"),
     Index("ix_appeals_due", "due_at"),
+    # The SLA sweep finds each kind of missed deadline by its own due column.
+    Index("ix_appeals_feedback_due", "feedback_due_at"),
+    Index("ix_appeals_request_due", "request_due_at"),
+    Index("ix_appeals_callback_due", "callback_due_at"),
 )
 
 appeal_status_history = Table(

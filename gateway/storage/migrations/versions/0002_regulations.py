@@ -47,6 +47,9 @@ def upgrade() -> None:
     with op.batch_alter_table('appeals', schema=None) as batch_op:
         for flag in (*_FLAGS, 'reroutes'):
             batch_op.alter_column(flag, server_default=None)
+        batch_op.create_index('ix_appeals_feedback_due', ['feedback_due_at'], unique=False)
+        batch_op.create_index('ix_appeals_request_due', ['request_due_at'], unique=False)
+        batch_op.create_index('ix_appeals_callback_due', ['callback_due_at'], unique=False)
 
     op.create_table('interim_answers',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True,
@@ -94,6 +97,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_interim_appeal')
     op.drop_table('interim_answers')
     with op.batch_alter_table('appeals', schema=None) as batch_op:
+        batch_op.drop_index('ix_appeals_callback_due')
+        batch_op.drop_index('ix_appeals_request_due')
+        batch_op.drop_index('ix_appeals_feedback_due')
         for column in ('reroutes', 'resolution', 'journal_comment', 'review_result',
                        'consultation_outcome', 'interim_expected_at', 'interim_given_at',
                        *reversed(_FLAGS), 'callbacks_from', 'callback_due_at'):
