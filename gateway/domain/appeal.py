@@ -310,6 +310,12 @@ class Appeal:
 
     # -- forwarding -----------------------------------------------------------------------
 
+    @property
+    def registration_key(self) -> str:
+        """What the target system knows the record by: the appeal id, and after a
+        supervisor's re-route a key of its own, so the new registration is a new record."""
+        return self.id if not self.reroutes else f"{self.id}.r{self.reroutes}"
+
     def is_registered_in(self, system: str) -> bool:
         """The target system's record and its number are known: nothing left to register."""
         return (self.external is not None and self.external.system == system
@@ -359,6 +365,11 @@ class Appeal:
         is the platform's own term and must not hide a call going overdue.
         """
         system = change.system
+        if self.reroutes and (self.external is None or self.external.system != system
+                              or self.external.id != change.external_id):
+            # After a re-route only the new record speaks; the abandoned one (which still
+            # carries our id) and anything before the new registration are not applied.
+            return False
         details = False
         if self.external is None:
             self.external = ExternalRef(system, change.external_id)

@@ -707,3 +707,16 @@ async def test_other_delivery_answers(
 
     with pytest.raises(outcome):
         await client.confirm_delivery("123456", DeliveryChannel.PHONE, WHEN)
+
+
+async def test_a_rerouted_appeal_is_created_as_a_new_message_under_a_key_of_its_own(
+        client: PosClient) -> None:
+    """A ПОС rejection re-routed by a supervisor needs a new registration: the abandoned
+    message keeps the appeal id, the new one is created under the re-route's key."""
+    appeal = make_appeal()
+    first = client.create_body(appeal)
+    appeal.reroutes = 1
+    rerouted = client.create_body(appeal)
+
+    assert first.external_id == "apl-0001"
+    assert rerouted.external_id == "apl-0001.r1"

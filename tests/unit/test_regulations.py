@@ -514,6 +514,22 @@ async def test_a_pos_rejection_closed_is_told_to_the_citizen_through_the_desk(
     assert [a.id for a in await desk.ready()] == [appeal.id]
 
 
+def test_after_a_reroute_the_abandoned_record_is_not_applied() -> None:
+    """The rejected ПОС message still carries our id; only the new record speaks."""
+    appeal = make_appeal(status=AppealStatus.REJECTED, external=ExternalRef("pos", "100500"))
+    appeal.reroute(POS_ROUTE, "Отопление", NOW + timedelta(days=5), "другая организация",
+                   NOW, "supervisor")
+    old = ExternalUpdate("pos", "100500", appeal.id, "Отклонено", "rejected", NOW)
+
+    assert appeal.apply_remote(old, NOW, extends_deadline=False, zone=MOSCOW) is False
+    appeal.register(ExternalRef("pos", "100777", "ПОС-777"), NOW)
+    new = ExternalUpdate("pos", "100777", appeal.registration_key, "В работе", "in_progress",
+                         NOW)
+    assert appeal.apply_remote(new, NOW, extends_deadline=False, zone=MOSCOW)
+    assert appeal.status is AppealStatus.IN_PROGRESS
+    assert appeal.apply_remote(old, NOW, extends_deadline=False, zone=MOSCOW) is False
+
+
 async def test_a_later_poll_does_not_undo_a_rejection() -> None:
     appeal = make_appeal(status=AppealStatus.REJECTED)
     change = ExternalUpdate("pos", "100500", None, "В работе", "in_progress", NOW)
