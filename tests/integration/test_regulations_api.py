@@ -230,3 +230,17 @@ async def test_status_counts_each_kind_of_overdue_and_the_list_filters_by_kind(
     await api.gateway.sla.sweep()
     _, report = await call(api, "GET", "/status", headers=ADMIN)
     assert report["appeals"]["overdue_by_kind"]["feedback"] == 1
+
+
+async def test_an_unproductive_call_is_journaled_without_a_name_or_contact(
+        api: RunningApi) -> None:
+    """[001: 15] every call taken is journaled; the topic «Нерезультативный звонок»
+    [001: appendix 2] has nobody to register or answer."""
+    unproductive = valid_call(topic="Нерезультативный звонок", summary="Тишина в трубке")
+    unproductive["applicant"] = {"last_name": "", "first_name": "", "phone": "",
+                                 "email": "", "postal_address": ""}
+
+    status, body = await call(api, "POST", "/api/v1/calls", unproductive)
+
+    assert status == 201, body
+    assert body["route"]["system"] == "none"
