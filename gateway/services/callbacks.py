@@ -71,8 +71,10 @@ class CallbackDesk:
 
     def first_due(self, start: datetime, hotline: str) -> datetime:
         """[001: 13] «не позднее 12:00 часов следующего рабочего дня»."""
-        return next_callback_attempt(start, [], self._rule, self._calendar,
-                                     self._zone_of(hotline)).not_after  # type: ignore[union-attr]
+        first = next_callback_attempt(start, [], self._rule, self._calendar,
+                                      self._zone_of(hotline))
+        assert first is not None  # the first try always has a window
+        return first.not_after
 
     def _planner(self, hotline: str) -> Callable[[datetime, Sequence[datetime]],
                                                  CallbackAttempt | None]:
