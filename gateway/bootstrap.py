@@ -39,9 +39,11 @@ from gateway.domain.ports import (
     WorkCalendar,
 )
 from gateway.domain.reporting import WorkingHours
+from gateway.services.callbacks import CallbackDesk
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
+from gateway.services.journal import JournalDesk
 from gateway.services.mail_replies import MailReplies, UnmatchedMailDesk
 from gateway.services.official_answers import OfficialAnswers
 from gateway.services.outbox_admin import OutboxAdmin
@@ -51,6 +53,7 @@ from gateway.services.report_mailing import WeeklyReportMailing, WeeklySchedule
 from gateway.services.reports import ReportService
 from gateway.services.sla import SlaWatch
 from gateway.services.status import StatusReport
+from gateway.services.supervision import Supervision
 from gateway.storage.database import Timeouts, create_engine
 from gateway.storage.readiness import WriteProbe
 from gateway.storage.reports import SqlReportData, SqlReportSends
@@ -175,7 +178,9 @@ def bootstrap(
         )
         for system, source in adapters.sources.items()
     }
-    sla = SlaWatch(storage, clock)
+    callbacks = CallbackDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
+                             settings.zone_of, frozenset(h.code for h in settings.hotlines))
+    sla = SlaWatch(storage, clock, first_callback_due=callbacks.first_due)
     answers = OfficialAnswers(storage, clock, deadlines.request_answer_latest)
     mail = (MailReplies(storage, adapters.mailbox, clock,
                         interval_s=settings.imap.poll_interval_s)
@@ -202,7 +207,9 @@ def bootstrap(
             engine=engine, storage=storage, intake=intake, status=status, clock=clock,
             version=gateway.__version__, max_body_bytes=settings.http.max_body_bytes,
             outbox=outbox, outbox_admin=OutboxAdmin(outbox, storage, clock),
-            zone_of=settings.zone_of, metrics=metrics, deliveries=desk,
+            zone_of=settings.zone_of, metrics=metrics, deliveries=desk, callbacks=callbacks,
+            journal=JournalDesk(storage, clock),
+            supervision=Supervision(storage, clock, routes, deadlines),
             readiness=WriteProbe(engine, outbox.transaction, timeout_s=limits.ready_timeout_s,
                                  min_free_bytes=limits.min_free_mb * 1024 * 1024),
             body_timeout_s=settings.http.body_timeout_s, reports=reports,

@@ -72,7 +72,7 @@ def demo_calls(run: str) -> list[DemoCall]:
 
 
 def _body(call: DemoCall, n: int) -> dict[str, Any]:
-    received = datetime.now(UTC) - timedelta(minutes=2)
+    received = datetime.now(UTC) - timedelta(minutes=55)
     return {
         "journal_id": call.journal_id,
         "hotline": "122",
@@ -248,6 +248,9 @@ async def _play(base: str, operator_token: str, pos_url: str, out: TextIO,
             call.route = f'{accepted["route"]["system"]} → {accepted["route"]["executor"]}'
             print(f"  accepted {call.journal_id}: {call.topic} → {call.route}", file=out)
         print("", file=out)
+        await _interim_answer(api, calls, out)
+        await _missed_call(api, out)
+        print("", file=out)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not all(c.done for c in calls):
             if asyncio.get_running_loop().time() > deadline:
@@ -288,6 +291,7 @@ async def _follow(api: httpx.AsyncClient, pos: httpx.AsyncClient, call: DemoCall
     if status == "answer_ready" and not call.delivered_by_demo:
         if call.delivery in ("callback", "official_reply"):
             call.delivered_by_demo = True
+            await _callback_with_retry(api, call, out)
             await api.post(f"/api/v1/calls/{call.id}/delivery", json={
                 "channel": "phone", "delivered_at": datetime.now(UTC).isoformat(),
                 "by": "Оператор Демо"})
@@ -295,6 +299,81 @@ async def _follow(api: httpx.AsyncClient, pos: httpx.AsyncClient, call: DemoCall
             call.delivered_by_demo = True
             await pos.post(f"/_sim/messages/{external['id']}/confirm",
                            json={"channel": "phone", "confirmed_by": "Сотрудник министерства"})
+
+
+def _hhmm(value: str | datetime, like: str | None = None) -> str:
+    """HH:MM in the hotline's zone: the API's answers carry it; our own times take the zone
+    of an answer (`like`)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if like is not None:
+        moment = moment.astimezone(datetime.fromisoformat(like).tzinfo)
+    return moment.strftime("%H:%M")
+
+
+async def _interim_answer(api: httpx.AsyncClient, calls: list[DemoCall], out: TextIO) -> None:
+    """[002: 2.8.10] the operator tells the citizen why the answer takes longer, and when."""
+    # The e-mail-routed call: the official has a working day; the citizen is told why.
+    call = next((c for c in calls if c.id and c.delivery == "official_reply"), None)
+    if call is None:
+        return
+    expected = datetime.now(UTC) + timedelta(days=5)
+    response = await api.post(f"/api/v1/calls/{call.id}/interim", json={
+        "reason": "Нужен выезд специалистов на место", "expected_at": expected.isoformat(),
+        "channel": "phone", "by": "Оператор Демо"})
+    if response.status_code == 201:
+        due = response.json()["deadlines"]["interim_expected_at"]
+        print(f"  interim answer   {call.journal_id}: the reason told, answer expected by "
+              f"{datetime.fromisoformat(due):%d.%m %H:%M} [002: 2.8.10]", file=out)
+    else:
+        print(f"  interim answer   {call.journal_id}: refused {response.status_code}", file=out)
+
+
+async def _missed_call(api: httpx.AsyncClient, out: TextIO) -> None:
+    """[001: 12–14] a voicemail left out of hours becomes a callback task."""
+    missed_at = datetime.now(UTC) - timedelta(minutes=45)
+    response = await api.post("/api/v1/missed-calls", json={
+        "hotline": "122", "phone": "+79005559999", "at": missed_at.isoformat(),
+        "voicemail": "Прошу перезвонить по поводу уборки снега"})
+    if response.status_code not in (200, 201):
+        print(f"  missed call: refused {response.status_code}", file=out)
+        return
+    task = response.json()
+    print(f"  missed call      voicemail → callback task, due by {_hhmm(task['due_at'])} "
+          "of the next working day [001: 13]", file=out)
+    path = f"/api/v1/callbacks/{task['id']}/attempts"
+    first = datetime.now(UTC) - timedelta(minutes=40)
+    tried = await api.post(path, json={"outcome": "no_answer", "at": first.isoformat()})
+    if tried.status_code == 201:
+        nxt = tried.json()["next_attempt_at"]
+        print(f"  callback try 1   {_hhmm(first, nxt)}: no answer; retry between "
+              f"{_hhmm(nxt)} and {_hhmm(tried.json()['next_attempt_by'])}", file=out)
+        retry = await api.post(path, json={"outcome": "reached"})
+        if retry.status_code == 201:
+            print(f"  callback retry   {_hhmm(datetime.now(UTC), nxt)}: caller reached, task "
+                  f"{retry.json()['state']}", file=out)
+
+
+async def _callback_with_retry(api: httpx.AsyncClient, call: DemoCall, out: TextIO) -> None:
+    """[001: 13] nobody answered the first callback (typed in from notes); a retry sooner
+    than 30 minutes is refused, the next one reaches the applicant."""
+    first = datetime.now(UTC) - timedelta(minutes=35)
+    tried = await api.post(f"/api/v1/calls/{call.id}/attempts",
+                           json={"outcome": "no_answer", "at": first.isoformat()})
+    if tried.status_code != 201:
+        return
+    nxt = tried.json()["next_attempt_at"]
+    print(f"  {datetime.now():%H:%M:%S}  {call.journal_id:<18} callback at "
+          f"{_hhmm(first, nxt)}: no answer; retry from {_hhmm(nxt)}", file=out)
+    soon = first + timedelta(minutes=10)
+    refused = await api.post(f"/api/v1/calls/{call.id}/attempts",
+                             json={"outcome": "busy", "at": soon.isoformat()})
+    if refused.status_code == 409:
+        allowed = refused.json()["error"]["fields"]["next_allowed_at"]
+        print(f"  {datetime.now():%H:%M:%S}  {call.journal_id:<18} a retry at "
+              f"{_hhmm(soon, nxt)} is refused: too soon, allowed from {_hhmm(allowed)}",
+              file=out)
+    print(f"  {datetime.now():%H:%M:%S}  {call.journal_id:<18} callback retry now: "
+          "the applicant answers", file=out)
 
 
 async def _until_signalled() -> None:

@@ -103,9 +103,10 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 # On PostgreSQL: this run's own database (`postgres_url`), emptied and migrated before
 # each test by `migrated_postgres_url`.
 
-API_TOKENS = "operator:op,delivery:dl,admin:ad"
+API_TOKENS = "operator:op,delivery:dl,supervisor:sv,admin:ad"
 OPERATOR = {"Authorization": "Bearer op"}
 DELIVERY = {"Authorization": "Bearer dl"}
+SUPERVISOR = {"Authorization": "Bearer sv"}
 ADMIN = {"Authorization": "Bearer ad"}
 # Monday 2026-11-23, 10:00 in Moscow: a working day, within the hour after the call below.
 FIXED_NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)

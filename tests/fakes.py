@@ -18,9 +18,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from gateway.domain.appeal import Appeal, AppealStatus, DeliveryRecord, StatusChange
+from gateway.domain.appeal import (
+    AnswerChannel,
+    Appeal,
+    AppealStatus,
+    DeliveryRecord,
+    InterimAnswer,
+    OverdueKind,
+    StatusChange,
+)
+from gateway.domain.callbacks import CallbackTask, TaskState
 from gateway.domain.ports import Clock
-from gateway.domain.status import OPEN_UPSTREAM, UNANSWERED, UNDELIVERED
+from gateway.domain.status import OPEN_UPSTREAM, READY_FOR_DELIVERY, UNANSWERED, UNDELIVERED
 from gateway.services.unit_of_work import (
     AlreadyStored,
     AppealPage,
@@ -77,6 +86,8 @@ class FakeAppeals:
                 c for i, c in storage.history if i == appeal_id) + appeal.history
             appeal.deliveries = tuple(
                 d for i, d, _ in storage.deliveries if i == appeal_id) + appeal.deliveries
+            appeal.interims = tuple(
+                a for i, a, _ in storage.interims if i == appeal_id) + appeal.interims
             self._with_related.add(appeal_id)
         return appeal
 
@@ -129,20 +140,38 @@ class FakeAppeals:
                  and a.due_at < now + lead and a.status in UNANSWERED]
         return [a.id for a in sorted(found, key=_due)][:limit]
 
+    async def ids_to_mark_late(self, kind: OverdueKind, now: datetime,
+                               limit: int) -> list[str]:
+        # The appeal's own check is the specification the SQL conditions follow.
+        found = [a for a in self._storage.appeals.values()
+                 if copy.deepcopy(a).mark_late(kind, now)]
+        return [a.id for a in found][:limit]
+
+    async def ids_to_schedule_callback(self, limit: int) -> list[str]:
+        return [a.id for a in self._storage.appeals.values()
+                if a.status in READY_FOR_DELIVERY and a.answer_channel is AnswerChannel.PHONE
+                and a.callback_due_at is None and not a.callback_attempts
+                and not a.needs_supervisor][:limit]
+
     async def ready_for_delivery(self, limit: int) -> list[Appeal]:
         ready = [a for a in self._storage.appeals.values()
-                 if a.status is AppealStatus.ANSWER_READY]
+                 if a.status in READY_FOR_DELIVERY]
         # The SQL order: the supervisor's first, then the earliest callback, then the oldest.
         ready.sort(key=_ready_order)
         found = await self.get_many([a.id for a in ready[:limit]])
         return [found[a.id] for a in ready[:limit] if a.id in found]
 
     async def page(self, *, status: str | None, updated_since: datetime | None,
-                   overdue: bool | None, limit: int, cursor: str | None) -> AppealPage:
+                   overdue: bool | OverdueKind | None, limit: int, cursor: str | None,
+                   flag: str | None = None) -> AppealPage:
         """One page without a cursor: enough for the tests that use it."""
         items = [a for a in self._storage.appeals.values()
                  if (status is None or a.status.value == status)
-                 and (overdue is None or a.overdue == overdue)]
+                 and (overdue is None or (overdue in a.overdue_kinds()
+                                          if isinstance(overdue, OverdueKind)
+                                          else a.overdue == overdue))
+                 and (flag is None or (a.needs_supervisor if flag == "needs_supervisor"
+                                       else a.status.value == flag))]
         return AppealPage(items[:limit], None)
 
     async def count_by_status(self) -> dict[str, int]:
@@ -153,6 +182,69 @@ class FakeAppeals:
 
     async def count_overdue(self) -> int:
         return sum(1 for a in self._storage.appeals.values() if a.overdue)
+
+    async def interim_due(self, limit: int) -> list[Appeal]:
+        due = [a for a in self._storage.appeals.values() if a.interim_due()]
+        return [copy.deepcopy(a) for a in sorted(due, key=_due)][:limit]
+
+    async def count_interim_due(self) -> int:
+        return sum(1 for a in self._storage.appeals.values() if a.interim_due())
+
+    async def count_overdue_by_kind(self) -> dict[OverdueKind, int]:
+        return {kind: sum(1 for a in self._storage.appeals.values()
+                          if kind in a.overdue_kinds()) for kind in OverdueKind}
+
+
+class FakeCallbackTasks:
+    """Missed-call tasks, each unit of work on its own copies."""
+
+    def __init__(self, storage: FakeStorage) -> None:
+        self._storage = storage
+        self._seen: dict[str, CallbackTask] = {}
+        self._added: list[CallbackTask] = []
+
+    def add(self, task: CallbackTask) -> None:
+        self._added.append(task)
+        self._seen[task.id] = task
+
+    def seen(self) -> Sequence[CallbackTask]:
+        return list(self._seen.values())
+
+    def added(self) -> Sequence[CallbackTask]:
+        return list(self._added)
+
+    def _loaded(self, task_id: str) -> CallbackTask | None:
+        if task_id not in self._seen:
+            stored = self._storage.tasks.get(task_id)
+            if stored is None:
+                return None
+            self._seen[task_id] = copy.deepcopy(stored)
+        return self._seen[task_id]
+
+    async def get(self, task_id: str) -> CallbackTask | None:
+        return self._loaded(task_id)
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, CallbackTask]:
+        found = {i: self._loaded(i) for i in ids}
+        return {i: t for i, t in found.items() if t is not None}
+
+    async def find(self, hotline: str, phone: str, missed_at: datetime) -> CallbackTask | None:
+        for task in self._storage.tasks.values():
+            if (task.hotline, task.phone, task.missed_at) == (hotline, phone, missed_at):
+                return self._loaded(task.id)
+        return None
+
+    async def open_tasks(self, limit: int) -> list[CallbackTask]:
+        found = [t for t in self._storage.tasks.values() if t.state is TaskState.OPEN]
+        found.sort(key=lambda t: ((t.next_attempt_by or t.due_at).timestamp(), t.id))
+        return [copy.deepcopy(t) for t in found[:limit]]
+
+    async def ids_to_mark_late(self, now: datetime, limit: int) -> list[str]:
+        return [t.id for t in self._storage.tasks.values()
+                if copy.deepcopy(t).mark_late(now)][:limit]
+
+    async def count_late(self) -> int:
+        return sum(1 for t in self._storage.tasks.values() if t.late)
 
 
 def _due(appeal: Appeal) -> datetime:
@@ -296,6 +388,7 @@ class FakeMailRecords:
 
 class FakeUnitOfWork(UnitOfWork):
     appeals: FakeAppeals
+    callbacks: FakeCallbackTasks
     cursors: FakeCursors
     mail: FakeMailRecords
 
@@ -307,13 +400,15 @@ class FakeUnitOfWork(UnitOfWork):
 
     async def _begin(self) -> None:
         self.appeals = FakeAppeals(self._storage)
+        self.callbacks = FakeCallbackTasks(self._storage)
         self.cursors = FakeCursors(self._storage)
         self.mail = FakeMailRecords(self._storage)
 
     async def _commit(self, changes: Changes) -> None:
         if not self._writes:
             if (changes.new or changes.updated or changes.audit or changes.messages
-                    or self.cursors.pending or self.mail.pending):
+                    or changes.new_tasks or changes.updated_tasks or self.cursors.pending
+                    or self.mail.pending):
                 raise RuntimeError("a reading unit of work cannot save changes")
             return
         storage = self._storage
@@ -325,6 +420,10 @@ class FakeUnitOfWork(UnitOfWork):
         # against what is stored and within this commit, before anything is written.
         entries = {(a.hotline, a.journal_id) for a in storage.appeals.values()}
         keys = set(storage.keys.values())
+        missed = {(t.hotline, t.phone, t.missed_at) for t in storage.tasks.values()}
+        for task in changes.new_tasks:
+            if (task.hotline, task.phone, task.missed_at) in missed:
+                raise AlreadyStored("unique")
         for new in changes.new:
             entry = (new.appeal.hotline, new.appeal.journal_id)
             if entry in entries or new.idempotency_key in keys:
@@ -345,6 +444,13 @@ class FakeUnitOfWork(UnitOfWork):
             storage.appeals[appeal.id] = _as_row(appeal)
         storage.history.extend(changes.history)
         storage.deliveries.extend(changes.deliveries)
+        storage.interims.extend(changes.interims)
+        for task in [*changes.new_tasks, *changes.updated_tasks]:
+            if now is not None:
+                task.updated_at = now
+            stored = copy.deepcopy(task)
+            stored.events = []
+            storage.tasks[task.id] = stored
         storage.audit.extend(changes.audit)
         storage.messages.extend(changes.messages)
         storage.cancelled.extend(changes.cancelled)
@@ -365,6 +471,7 @@ def _as_row(appeal: Appeal) -> Appeal:
     row.events = []
     row.history = ()
     row.deliveries = ()
+    row.interims = ()
     return row
 
 
@@ -384,6 +491,8 @@ class FakeStorage:
         self.cursors: dict[str, PollerState] = {}
         self.history: list[tuple[str, StatusChange]] = []
         self.deliveries: list[tuple[str, DeliveryRecord, datetime]] = []
+        self.interims: list[tuple[str, InterimAnswer, datetime]] = []
+        self.tasks: dict[str, CallbackTask] = {}
         self.audit: list[AuditEntry] = []
         self.messages: list[NewMessage] = []
         self.cancelled: list[str] = []

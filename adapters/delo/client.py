@@ -463,9 +463,15 @@ class DeloClient:
         return wire.delo_datetime(self._initial_since.astimezone(self._server_zone))
 
     def _annotation(self, appeal: Appeal) -> str:
-        # The marker goes first so that trimming a long summary never cuts it.
-        text = f"{wire.appeal_marker(appeal.id)} {appeal.topic}. {appeal.summary}"
-        return text[: self._annotation_max_len]
+        # The marker goes first so that trimming a long summary never cuts it; the card
+        # carries the problem's address and the operator who took the call [002: 2.8.6],
+        # before the summary for the same reason.
+        parts = [f"{wire.appeal_marker(appeal.id)} {appeal.topic}."]
+        if appeal.problem_address:
+            parts.append(f"Адрес проблемы: {appeal.problem_address}.")
+        parts.append(f"Оператор: {appeal.operator}.")
+        parts.append(appeal.summary)
+        return " ".join(parts)[: self._annotation_max_len]
 
     @staticmethod
     def _ref(card: wire.DocRc) -> ExternalRef:

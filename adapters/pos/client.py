@@ -232,13 +232,14 @@ class PosClient:
         is the third guard.
         """
         body = self.create_body(appeal)
-        if lookup_first or appeal.id in self._uncertain:
-            found = await self._lookup_before_retry(appeal.id)
+        key = appeal.registration_key  # the appeal id; another one after a re-route
+        if lookup_first or key in self._uncertain:
+            found = await self._lookup_before_retry(key)
             if found is not None:
-                self._uncertain.pop(appeal.id, None)
+                self._uncertain.pop(key, None)
                 return self._ref(found)
-        message = await self._create(appeal.id, body)
-        self._uncertain.pop(appeal.id, None)
+        message = await self._create(key, body)
+        self._uncertain.pop(key, None)
         return self._ref(message)
 
     def create_body(self, appeal: Appeal) -> wire.CreateMessage:
@@ -250,7 +251,7 @@ class PosClient:
         try:
             return wire.CreateMessage(
                 source=self._source,
-                external_id=appeal.id,
+                external_id=appeal.registration_key,
                 category_id=target.category_id,
                 subcategory_id=target.subcategory_id,
                 organization_id=target.organization_id,

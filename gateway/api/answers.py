@@ -109,11 +109,7 @@ async def record_extension(request: web.Request) -> web.Response:
                        {"until": str(exc)}) from None
     zone = services.zone_of(appeal.hotline)
     return json_response({"id": appeal.id, "status": appeal.status.value,
-                          "deadlines": DeadlinesOut(
-                              due_at=_local(appeal.due_at, zone),
-                              feedback_due_at=_local(appeal.feedback_due_at, zone),
-                              request_due_at=_local(appeal.request_due_at, zone),
-                              overdue=appeal.overdue).model_dump(mode="json")})
+                          "deadlines": DeadlinesOut.of(appeal, zone).body()})
 
 
 @routes.get("/api/v1/mail/unmatched")

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.api import admin, answers, calls, deliveries, health, reports
+from gateway.api import admin, answers, callbacks, calls, casework, deliveries, health, reports
 from gateway.api.auth import TOKENS_KEY, TokenBook
 from gateway.api.bodies import read_body
 from gateway.api.context import SERVICES_KEY, ApiServices
@@ -138,6 +138,8 @@ def build_app(services: ApiServices, hashed_tokens: dict[str, str]) -> web.Appli
     app.add_routes(calls.routes)
     app.add_routes(deliveries.routes)
     app.add_routes(answers.routes)
+    app.add_routes(callbacks.routes)
+    app.add_routes(casework.routes)
     app.add_routes(admin.routes)
     app.add_routes(reports.routes)
     return app

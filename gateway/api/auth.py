@@ -34,8 +34,9 @@ TOKENS_KEY = web.AppKey("tokens", TokenBook)
 
 
 def requires(*roles: str) -> Callable[[Handler], Handler]:
-    """401 without a valid token, 403 when its role is not one of `roles` (admin may do all)."""
-    allowed = frozenset((*roles, "admin"))
+    """401 without a valid token, 403 when its role is not one of `roles` (admin may do all;
+    a supervisor all an operator may)."""
+    allowed = frozenset((*roles, "admin", *(("supervisor",) if "operator" in roles else ())))
 
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)

@@ -80,6 +80,7 @@ async def list_calls(request: web.Request) -> web.Response:
             page = await uow.appeals.page(
                 status=query.status, updated_since=query.updated_since,
                 overdue=query.overdue, limit=query.limit, cursor=query.cursor,
+                flag=query.flag,
             )
     except BadCursor:
         raise ApiError(422, "validation", "Неверный cursor / bad cursor",

@@ -15,7 +15,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-from gateway.domain.appeal import Appeal, Applicant, DeliveryRecord, DeliveryResult
+from gateway.domain.appeal import (
+    Appeal,
+    Applicant,
+    DeliveryRecord,
+    DeliveryResult,
+    InterimAnswer,
+)
+from gateway.domain.callbacks import CallbackTask
 from gateway.services.delivery_desk import AttemptResult
 from gateway.services.unit_of_work import AppealPage, AttachmentInfo, UnmatchedMail
 
@@ -91,6 +98,51 @@ class DeadlinesOut(_View):
     feedback_due_at: Time | None
     request_due_at: Time | None
     overdue: bool
+    # Every kind of missed deadline: answer, feedback, request, registration, callback.
+    overdue_kinds: list[str]
+    # [001: 13] the latest moment of the next callback try.
+    callback_due_at: Time | None
+    # [002: 2.8.10] reminded that an interim answer is due, and none given since.
+    interim_due: bool
+    interim_reminded_at: Time | None
+    interim_given_at: Time | None
+    interim_expected_at: Time | None
+
+    @classmethod
+    def of(cls, appeal: Appeal, zone: tzinfo) -> DeadlinesOut:
+        return cls(
+            due_at=_local(appeal.due_at, zone),
+            feedback_due_at=_local(appeal.feedback_due_at, zone),
+            request_due_at=_local(appeal.request_due_at, zone),
+            overdue=appeal.overdue,
+            overdue_kinds=[k.value for k in appeal.overdue_kinds()],
+            callback_due_at=_local(appeal.callback_due_at, zone),
+            interim_due=appeal.interim_due(),
+            interim_reminded_at=_local(appeal.interim_reminded_at, zone),
+            interim_given_at=_local(appeal.interim_given_at, zone),
+            interim_expected_at=_local(appeal.interim_expected_at, zone),
+        )
+
+
+class JournalOut(_View):
+    """[001: appendix 2] «Итог консультации», «Результат рассмотрения», «Комментарий»."""
+
+    consultation_outcome: str | None
+    review_result: str | None
+    comment: str | None
+
+
+class InterimOut(_View):
+    reason: str
+    expected_at: Time
+    channel: str
+    at: Time
+    by: str | None
+
+    @classmethod
+    def of(cls, interim: InterimAnswer, zone: tzinfo) -> InterimOut:
+        return cls(reason=interim.reason, expected_at=_local(interim.expected_at, zone),
+                   channel=interim.channel, at=_local(interim.at, zone), by=interim.by)
 
 
 class AnswerOut(_View):
@@ -173,6 +225,10 @@ class AppealOut(_View):
     external: ExternalOut | None
     deadlines: DeadlinesOut
     answer: AnswerOut | None
+    journal: JournalOut
+    callback_attempts: int
+    needs_supervisor: bool
+    resolution: str | None
     created_at: Time
     updated_at: Time
 
@@ -187,6 +243,7 @@ class AppealDetailOut(AppealOut):
     history: list[StatusChangeOut]
     deliveries: list[DeliveryRecordOut]
     attachments: list[AttachmentOut] = []  # of officials' replies [002: 4.5]
+    interims: list[InterimOut]
 
     @classmethod
     def of(cls, appeal: Appeal, zone: tzinfo,
@@ -198,6 +255,7 @@ class AppealDetailOut(AppealOut):
                                      source=c.source, note=c.note)
                      for c in appeal.history],
             deliveries=[DeliveryRecordOut.of(d, zone) for d in appeal.deliveries],
+            interims=[InterimOut.of(i, zone) for i in appeal.interims],
         )
 
 
@@ -226,12 +284,16 @@ def _appeal_fields(appeal: Appeal, zone: tzinfo) -> dict[str, Any]:
         "status": appeal.status.value,
         "route": RouteOut.of(appeal, zone),
         "external": _external(appeal),
-        "deadlines": DeadlinesOut(
-            due_at=_local(appeal.due_at, zone),
-            feedback_due_at=_local(appeal.feedback_due_at, zone),
-            request_due_at=_local(appeal.request_due_at, zone),
-            overdue=appeal.overdue,
-        ),
+        "deadlines": DeadlinesOut.of(appeal, zone),
+        "journal": JournalOut(
+            consultation_outcome=(appeal.journal.consultation_outcome.value
+                                  if appeal.journal.consultation_outcome else None),
+            review_result=(appeal.journal.review_result.value
+                           if appeal.journal.review_result else None),
+            comment=appeal.journal.comment),
+        "callback_attempts": appeal.callback_attempts,
+        "needs_supervisor": appeal.needs_supervisor,
+        "resolution": appeal.resolution,
         "answer": AnswerOut(text=appeal.answer_text, ready_at=_local(appeal.answer_ready_at, zone))
         if appeal.answer_text is not None else None,
         "created_at": _local(appeal.created_at, zone),
@@ -263,9 +325,15 @@ class ReadyOut(_View):
     attempts: int
     next_attempt_at: Time | None
     needs_supervisor: bool
+    status: str
+    # [001: 13] by when the next callback must be made (the first: 12:00 of the next
+    # working day), known before the first try; and whether one was late.
+    callback_due_at: Time | None
+    callback_late: bool
 
     @classmethod
-    def of(cls, appeal: Appeal, zone: tzinfo) -> ReadyOut:
+    def of(cls, appeal: Appeal, zone: tzinfo,
+           callback_due_at: datetime | None = None) -> ReadyOut:
         ref = appeal.external
         return cls(
             id=appeal.id,
@@ -281,11 +349,100 @@ class ReadyOut(_View):
             attempts=appeal.callback_attempts,
             next_attempt_at=_local(appeal.next_callback_at, zone),
             needs_supervisor=appeal.needs_supervisor,
+            status=appeal.status.value,
+            callback_due_at=_local(appeal.callback_due_at or callback_due_at, zone),
+            callback_late=appeal.callback_late,
         )
+
+
+class InterimDueOut(_View):
+    """[002: 2.8.10] an answer that will not come in time: tell the applicant why and when."""
+
+    id: str
+    journal_id: str
+    due_at: Time | None
+    interim_reminded_at: Time | None
+    applicant: ApplicantOut
+    answer_channel: str | None
+
+    @classmethod
+    def of(cls, appeal: Appeal, zone: tzinfo) -> InterimDueOut:
+        return cls(id=appeal.id, journal_id=appeal.journal_id,
+                   due_at=_local(appeal.due_at, zone),
+                   interim_reminded_at=_local(appeal.interim_reminded_at, zone),
+                   applicant=ApplicantOut.of(appeal.applicant),
+                   answer_channel=appeal.answer_channel.value if appeal.answer_channel else None)
 
 
 class ReadyListOut(_View):
     items: list[ReadyOut]
+    interim_due: list[InterimDueOut] = []
+
+
+class CallbackTaskOut(_View):
+    """An item of GET /api/v1/callbacks: a missed call, or an answer to give by phone."""
+
+    kind: Literal["missed_call", "answer"]
+    id: str
+    hotline: str
+    phone: str | None
+    at: Time | None  # the missed call's time, or when the answer became ready
+    voicemail: str | None
+    due_at: Time | None  # [001: 13] 12:00 of the next working day
+    attempts: int
+    next_attempt_at: Time | None
+    next_attempt_by: Time | None
+    late: bool
+    state: str
+
+    @classmethod
+    def of_task(cls, task: CallbackTask, zone: tzinfo) -> CallbackTaskOut:
+        return cls(kind="missed_call", id=task.id, hotline=task.hotline, phone=task.phone,
+                   at=_local(task.missed_at, zone), voicemail=task.voicemail,
+                   due_at=_local(task.due_at, zone), attempts=len(task.tries),
+                   next_attempt_at=_local(task.next_attempt_at, zone),
+                   next_attempt_by=_local(task.next_attempt_by, zone), late=task.late,
+                   state=task.state.value)
+
+    @classmethod
+    def of_answer(cls, appeal: Appeal, due: datetime | None, zone: tzinfo) -> CallbackTaskOut:
+        return cls(kind="answer", id=appeal.id, hotline=appeal.hotline,
+                   phone=appeal.applicant.phone, at=_local(appeal.answer_ready_at, zone),
+                   voicemail=None, due_at=_local(due, zone),
+                   attempts=appeal.callback_attempts,
+                   next_attempt_at=_local(appeal.next_callback_at, zone),
+                   next_attempt_by=_local(appeal.callback_due_at or due, zone),
+                   late=appeal.callback_late,
+                   state="needs_supervisor" if appeal.needs_supervisor else "open")
+
+
+class CallbackListOut(_View):
+    items: list[CallbackTaskOut]
+
+
+class MissedCallOut(_View):
+    """POST /api/v1/missed-calls: 201 new, 200 the same missed call again."""
+
+    id: str
+    due_at: Time
+
+    @classmethod
+    def of(cls, task: CallbackTask, zone: tzinfo) -> MissedCallOut:
+        return cls(id=task.id, due_at=_local(task.due_at, zone))
+
+
+class TaskAttemptOut(_View):
+    id: str
+    attempts: int
+    state: str
+    next_attempt_at: Time | None
+    next_attempt_by: Time | None
+
+    @classmethod
+    def of(cls, task: CallbackTask, zone: tzinfo) -> TaskAttemptOut:
+        return cls(id=task.id, attempts=len(task.tries), state=task.state.value,
+                   next_attempt_at=_local(task.next_attempt_at, zone),
+                   next_attempt_by=_local(task.next_attempt_by, zone))
 
 
 class AttemptOut(_View):

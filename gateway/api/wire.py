@@ -28,7 +28,11 @@ from gateway.domain.appeal import (
     AnswerChannel,
     AppealStatus,
     Applicant,
+    ConsultationOutcome,
     DeliveryChannel,
+    JournalEntry,
+    OverdueKind,
+    ReviewResult,
     Urgency,
 )
 from gateway.domain.intake import NewCall, without_invisible
@@ -36,6 +40,7 @@ from gateway.domain.intake import NewCall, without_invisible
 # Largest id a BIGINT column holds; a larger one in a path or query is no row of ours.
 MAX_ROW_ID = 2**63 - 1
 
+Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 Long = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 Required128 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -119,6 +124,10 @@ class CallIn(_Strict):
     # Not said: the domain decides (by phone, unless the call is informational).
     answer_channel: AnswerChannel | None = None
     informational: bool = False
+    # The journal's own fields [001: appendix 2], optional at intake.
+    consultation_outcome: ConsultationOutcome | None = None
+    review_result: ReviewResult | None = None
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
 
     def to_command(self) -> NewCall:
         return NewCall(
@@ -134,7 +143,79 @@ class CallIn(_Strict):
             urgency=self.urgency,
             answer_channel=self.answer_channel,
             informational=self.informational,
+            journal=JournalEntry(self.consultation_outcome, self.review_result, self.comment),
         )
+
+
+class JournalPatchIn(_Strict):
+    """PATCH /api/v1/calls/{id}: only the fields sent change."""
+
+    _blank_is_absent = True
+
+    consultation_outcome: ConsultationOutcome | None = None
+    review_result: ReviewResult | None = None
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+    def entry(self) -> JournalEntry:
+        return JournalEntry(self.consultation_outcome, self.review_result, self.comment)
+
+
+class InterimIn(_Strict):
+    """POST /api/v1/calls/{id}/interim [002: 2.8.10]."""
+
+    _blank_is_absent = True
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=2000)]
+    expected_at: Moment
+    channel: AnswerChannel
+    at: Moment | None = None
+    by: Required200 | None = None
+
+
+class MissedCallIn(_Strict):
+    """POST /api/v1/missed-calls, one item [001: 12, 14]."""
+
+    _blank_is_absent = True
+
+    hotline: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    at: Moment
+    voicemail: Annotated[str, StringConstraints(strip_whitespace=True,
+                                                max_length=4000)] | None = None
+
+
+class MissedCallsIn(_Strict):
+    """The bulk form: `{"items": [...]}`."""
+
+    items: Annotated[list[MissedCallIn], Field(min_length=1, max_length=500)]
+
+
+class CallbackAttemptIn(_Strict):
+    """A try on a missed-call task: failed, or the caller reached (which closes it)."""
+
+    _blank_is_absent = True
+
+    channel: Literal["phone"] = "phone"
+    outcome: Literal["no_answer", "busy", "unreachable", "reached"]
+    at: Moment | None = None
+
+
+class CallbacksQuery(_Strict):
+    state: Literal["open"] = "open"
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class ResolveIn(_Strict):
+    """POST /api/v1/calls/{id}/resolve (supervisor)."""
+
+    _blank_is_absent = True
+
+    action: Literal["close_unreachable", "reschedule", "reroute"]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=2000)]
+    until: Moment | None = None
+    topic: Short | None = None
 
 
 class AttemptIn(_Strict):
@@ -164,7 +245,9 @@ class DeliveryIn(_Strict):
 class ListQuery(_Strict):
     status: AppealStatus | None = None
     updated_since: AwareDatetime | None = None
-    overdue: bool | None = None
+    # One kind of missed deadline, or true/false for the answer's own.
+    overdue: OverdueKind | bool | None = None
+    flag: Literal["needs_supervisor", "rejected", "failed"] | None = None
     limit: int = Field(default=50, ge=1, le=500)
     # The cursors this API gives out are about 110 characters long.
     cursor: Annotated[str, StringConstraints(max_length=256)] | None = None

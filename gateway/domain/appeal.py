@@ -9,6 +9,7 @@ one method, and commit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, tzinfo
@@ -16,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gateway.domain import events as ev
+from gateway.domain.callbacks import CallbackTooSoon, check_spacing
 from gateway.domain.ports import ExternalRef, ExternalUpdate
 from gateway.domain.route import Route
 from gateway.domain.status import (
@@ -37,19 +39,30 @@ __all__ = [
     "Appeal",
     "AppealStatus",
     "Applicant",
+    "CallbackTooSoon",
     "CallbacksExhausted",
+    "ConsultationOutcome",
     "Delivery",
     "DeliveryChannel",
     "DeliveryConflict",
     "DeliveryRecord",
     "DeliveryResult",
     "ExtensionLimit",
+    "InterimAnswer",
+    "JournalEntry",
+    "JournalRefused",
     "NoRequestSent",
+    "OverdueKind",
+    "ResolveRefused",
+    "ReviewResult",
     "StatusChange",
     "TransitionNotAllowed",
     "Urgency",
     "can_transition",
 ]
+
+# Past these only a supervisor moves an appeal on.
+_SUPERVISOR_DECIDES = frozenset({AppealStatus.REJECTED, AppealStatus.CLOSED})
 
 # An extension moves the deadline to the end of the executor's new planned day.
 PLANNED_DAY_ENDS_AT = time(18, 0)
@@ -80,6 +93,42 @@ class DeliveryChannel(StrEnum):
     POST = "post"
     HAND = "hand"
     UNKNOWN = "unknown"
+
+
+class ConsultationOutcome(StrEnum):
+    """«Итог консультации» [001: appendix 2]."""
+
+    WITHIN_POWERS = "within_powers"  # «консультация в рамках полномочий»
+    REFERENCE_INFO = "reference_info"  # «предоставлена справочная информация»
+    FORWARDED = "forwarded"  # «вопрос передан в отдел, организацию»
+
+
+class ReviewResult(StrEnum):
+    """«Результат рассмотрения сообщения» [001: appendix 2]."""
+
+    SATISFIED = "satisfied"  # «ответ дан, гражданин удовлетворен»
+    EXPLAINED = "explained"  # «даны разъяснения»
+    CALLBACK_NEEDED = "callback_needed"  # «…необходимо перезвонить» + date and time
+    UNSATISFIED = "unsatisfied"  # «ответ дан, но гражданин не удовлетворён» + the reason
+    NOT_REACHED = "not_reached"  # «недозвон/телефон недоступен/занято» + date and time
+    OTHER = "other"  # «иное» + a comment
+
+
+# [001: appendix 2] «обязательно заполнение поля «Комментарий»» for these four …
+COMMENT_REQUIRED = frozenset({ReviewResult.CALLBACK_NEEDED, ReviewResult.UNSATISFIED,
+                              ReviewResult.NOT_REACHED, ReviewResult.OTHER})
+# … «с указанием даты и времени» for these two.
+COMMENT_NEEDS_DATETIME = frozenset({ReviewResult.CALLBACK_NEEDED, ReviewResult.NOT_REACHED})
+
+
+class OverdueKind(StrEnum):
+    """Which deadline was missed; each is counted and listed on its own."""
+
+    ANSWER = "answer"  # the answer's control term [002: 2.8.7]
+    FEEDBACK = "feedback"  # feedback to the citizen within 3 working days [001: 21]
+    REQUEST = "request"  # the information request [002: 2.8.9], [004: 10]
+    REGISTRATION = "registration"  # journaled later than 1 hour after the call [001: 15]
+    CALLBACK = "callback"  # a callback try later than the rule allows [001: 13]
 
 
 class DeliveryResult(StrEnum):
@@ -127,6 +176,38 @@ class CallbacksExhausted(GatewayError):
     def __init__(self, attempts: int) -> None:
         super().__init__(attempts)
         self.attempts = attempts
+
+
+class JournalRefused(GatewayError):
+    """A journal field breaks 001 appendix 2 (a «Комментарий» missing or without a date)."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(", ".join(sorted(fields)))
+        self.fields = fields
+
+
+class ResolveRefused(GatewayError):
+    """The supervisor's action does not fit the appeal's state."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """The journal's own fields [001: appendix 2]; a comment may hold personal data."""
+
+    consultation_outcome: ConsultationOutcome | None = None
+    review_result: ReviewResult | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterimAnswer:
+    """[002: 2.8.10] the applicant told the reason of the delay and the expected date."""
+
+    reason: str
+    expected_at: datetime
+    channel: str
+    at: datetime
+    by: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +301,29 @@ class Appeal:
     callback_attempts: int = 0
     next_callback_at: datetime | None = None
     needs_supervisor: bool = False
+    # [001: 13] the latest moment for the next callback try (12:00 of the next working day
+    # for the first, 60 minutes after a failed one for the others).
+    callback_due_at: datetime | None = None
+    # Missed deadlines besides the answer's own (`overdue`), each flagged once.
+    feedback_overdue: bool = False
+    request_overdue: bool = False
+    registered_late: bool = False
+    callback_late: bool = False
+    # [002: 2.8.10] the last interim answer given, and the date it promised.
+    interim_given_at: datetime | None = None
+    interim_expected_at: datetime | None = None
+    journal: JournalEntry = field(default_factory=JournalEntry)
+    # The supervisor's reason for closing or re-routing (may name people: not logged).
+    resolution: str | None = None
+    reroutes: int = 0
+    # A supervisor's reschedule starts a new series of callbacks from this moment.
+    callbacks_from: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     # What was loaded of the appeal's past: a bulk load leaves both empty.
     history: tuple[StatusChange, ...] = ()
     deliveries: tuple[DeliveryRecord, ...] = ()
+    interims: tuple[InterimAnswer, ...] = ()
     events: list[ev.Event] = field(default_factory=list, repr=False)
 
     # -- intake ---------------------------------------------------------------------------
@@ -232,10 +331,17 @@ class Appeal:
     def accepted(self, at: datetime, actor: str, *, registered_late: bool) -> None:
         """Just taken: its first status, and (if forwarded) the rows that forward it."""
         self._record_status(self.status, at, "intake")
+        self.registered_late = registered_late  # [001: 15] flagged and counted
         self.events.append(ev.CallAccepted(
             self.id, at, actor, self.route.system.value, self.hotline, registered_late))
 
     # -- forwarding -----------------------------------------------------------------------
+
+    @property
+    def registration_key(self) -> str:
+        """What the target system knows the record by: the appeal id, and after a
+        supervisor's re-route a key of its own, so the new registration is a new record."""
+        return self.id if not self.reroutes else f"{self.id}.r{self.reroutes}"
 
     def is_registered_in(self, system: str) -> bool:
         """The target system's record and its number are known: nothing left to register."""
@@ -358,6 +464,11 @@ class Appeal:
         is the platform's own term and must not hide a call going overdue.
         """
         system = change.system
+        if self.reroutes and (self.external is None or self.external.system != system
+                              or self.external.id != change.external_id):
+            # After a re-route only the new record speaks; the abandoned one (which still
+            # carries our id) and anything before the new registration are not applied.
+            return False
         details = False
         if self.external is None:
             self.external = ExternalRef(system, change.external_id)
@@ -378,6 +489,9 @@ class Appeal:
                 details = True
 
         wanted = change.status
+        if self.status in _SUPERVISOR_DECIDES:
+            # A rejection or a close is a supervisor's to undo, never a later report's.
+            return self._touched(details, now, system)
         if wanted is AppealStatus.DELIVERED:
             return self._delivery_reported(change, now) or self._touched(details, now, system)
         if wanted != self.status and can_transition(self.status, wanted) and not is_step_back(
@@ -445,7 +559,8 @@ class Appeal:
         self._move(AppealStatus.DELIVERED, now, delivery.source, note=f"channel {channel}")
         self.delivered_at = delivery.delivered_at
         self.delivery_channel = channel
-        self.next_callback_at = None
+        self.next_callback_at = self.callback_due_at = None
+        self.needs_supervisor = False
         self.deliveries = (*self.deliveries, DeliveryRecord(
             channel, "delivered", delivery.delivered_at, delivery.by, delivery.source))
         external = self.external
@@ -457,27 +572,135 @@ class Appeal:
         return DeliveryResult.RECORDED
 
     def callback_failed(self, outcome: str, tried_at: datetime, now: datetime, *,
-                        plan_next: CallbackPlanner, actor: str) -> CallbackAttempt | None:
+                        plan_next: CallbackPlanner, actor: str,
+                        min_gap: timedelta = timedelta(minutes=30)) -> CallbackAttempt | None:
         """[001: 13] nobody answered: the next try's window, or None when the supervisor
-        must decide (the appeal is then flagged). Needs the appeal's deliveries loaded."""
+        must decide (the appeal is then flagged). A try sooner than `min_gap` after another
+        is refused (CallbackTooSoon). Needs the appeal's deliveries loaded."""
         if self.status not in READY_FOR_DELIVERY:
             raise AnswerNotReady(self.status)
         if self.needs_supervisor:
             raise CallbacksExhausted(self.callback_attempts)
-        failed = sorted([d.at for d in self.deliveries if d.outcome != "delivered"]
-                        + [tried_at])
+        earlier = self._series_tries()
+        check_spacing(earlier, tried_at, min_gap)
+        failed = sorted([*earlier, tried_at])
         start = min(self.answer_ready_at or failed[0], failed[0])
+        if self.callbacks_from is not None:
+            start = min(self.callbacks_from, failed[0])
         attempt = plan_next(start, failed)
         self.deliveries = (*self.deliveries, DeliveryRecord(
             DeliveryChannel.PHONE.value, outcome, tried_at, None, "gateway"))
         self.callback_attempts = len(failed)
         self.next_callback_at = attempt.not_before if attempt else None
+        self.callback_due_at = attempt.not_after if attempt else None
         self.needs_supervisor = attempt is None
         self.events.append(ev.CallbackFailed(
             self.id, now, actor, outcome, tried_at, len(failed), self.needs_supervisor))
         return attempt
 
-    # -- deadlines -----------------------------------------------------------------------
+    def _series_tries(self) -> list[datetime]:
+        """The failed tries of the current series (a supervisor's reschedule starts anew)."""
+        return sorted(d.at for d in self.deliveries if d.outcome != "delivered" and (
+            self.callbacks_from is None or d.at > self.callbacks_from))
+
+    def schedule_callback(self, due_at: datetime, now: datetime) -> bool:
+        """[001: 13] an answer to give by phone: the first try is due by `due_at` (12:00 of
+        the next working day), known before anyone tries."""
+        if (self.status not in READY_FOR_DELIVERY or self.answer_channel is not AnswerChannel.PHONE
+                or self.callback_due_at is not None or self.callback_attempts
+                or self.needs_supervisor):
+            return False
+        self.callback_due_at = due_at
+        self.events.append(ev.CallbackScheduled(self.id, now, "sla", due_at))
+        return True
+
+    # -- the journal and the citizen -----------------------------------------------------
+
+    def update_journal(self, entry: JournalEntry, now: datetime, actor: str) -> None:
+        """The journal's own fields [001: appendix 2]; JournalRefused when a «Комментарий»
+        the appendix requires is missing, or lacks the date and time it must hold."""
+        fields = journal_refusal(entry)
+        if fields:
+            raise JournalRefused(fields)
+        if entry == self.journal:
+            return
+        self.journal = entry
+        self.events.append(ev.JournalUpdated(
+            self.id, now, actor,
+            entry.consultation_outcome.value if entry.consultation_outcome else None,
+            entry.review_result.value if entry.review_result else None))
+
+    def give_interim(self, interim: InterimAnswer, now: datetime, actor: str) -> None:
+        """[002: 2.8.10] the applicant was told why the answer is late and when to expect it;
+        this is the feedback [001: 21] too. Only while the answer is still owed."""
+        if self.status not in UNDELIVERED:
+            raise ResolveRefused(f"status {self.status.value}: no answer is owed any more")
+        self.interim_given_at = interim.at
+        self.interim_expected_at = interim.expected_at
+        self.interims = (*self.interims, interim)
+        self.events.append(ev.InterimGiven(
+            self.id, now, actor, interim.channel, interim.at, interim.expected_at,
+            self.external.system if self.external else None, interim))
+
+    # -- the supervisor ------------------------------------------------------------------
+
+    def close_unreachable(self, reason: str, now: datetime, actor: str) -> None:
+        """After three failed callbacks [001: 13], or a failed forwarding: closed with the
+        supervisor's reason."""
+        if not (self.needs_supervisor and self.status in READY_FOR_DELIVERY) and (
+                self.status is not AppealStatus.FAILED):
+            raise ResolveRefused("only an appeal flagged after three failed callbacks, or a "
+                                 "failed one, can be closed as unreachable")
+        self.resolution = reason
+        self.needs_supervisor = False
+        self.next_callback_at = self.callback_due_at = None
+        self._move(AppealStatus.CLOSED, now, actor, note="closed: unreachable")
+        self.events.append(ev.Resolved(self.id, now, actor, "close_unreachable"))
+
+    def reschedule_callback(self, until: datetime, reason: str, now: datetime,
+                            actor: str) -> None:
+        """A new series of callbacks [001: 13], its first try due by `until`."""
+        if not (self.needs_supervisor and self.status in READY_FOR_DELIVERY):
+            raise ResolveRefused("only an appeal flagged after three failed callbacks can "
+                                 "be rescheduled")
+        self.resolution = reason
+        self.needs_supervisor = False
+        self.callback_attempts = 0
+        self.callbacks_from = now
+        self.next_callback_at = now
+        self.callback_due_at = until
+        self.callback_late = False
+        self.events.append(ev.Resolved(self.id, now, actor, "reschedule"))
+
+    def reroute(self, route: Route, topic: str, due_at: datetime | None, reason: str,
+                now: datetime, actor: str) -> None:
+        """A rejection or a failed forwarding sent on along a new route: a new registration
+        there, under a new deadline."""
+        if self.status not in (AppealStatus.REJECTED, AppealStatus.FAILED):
+            raise ResolveRefused("only a rejected or failed appeal can be re-routed")
+        self.reroutes += 1
+        self.route = route
+        self.topic = topic
+        self.external = None
+        self.due_at = due_at
+        self.overdue = False
+        self.resolution = reason
+        self._move(AppealStatus.ACCEPTED, now, actor, note=f"re-routed to {route.system.value}")
+        self.events.append(ev.Resolved(self.id, now, actor, "reroute", self.reroutes))
+
+    def close_rejected(self, reason: str, now: datetime, actor: str) -> None:
+        """A rejection closed with the citizen informed: the reason becomes the answer to
+        deliver through the usual desk (callback, letter), so the close is confirmed."""
+        if self.status is not AppealStatus.REJECTED:
+            raise ResolveRefused("not rejected")
+        self.resolution = reason
+        self.answer_text = reason
+        self.answer_ready_at = now
+        self._move(AppealStatus.ANSWER_READY, now, actor, note="rejection to be told")
+        self.events.append(ev.Resolved(self.id, now, actor, "close_rejected"))
+        self._answer_ready(now, actor)
+
+        # -- deadlines -----------------------------------------------------------------------
 
     def mark_overdue(self, now: datetime) -> bool:
         """Past its deadline without the answer delivered; marked once."""
@@ -487,6 +710,60 @@ class Appeal:
         self.overdue = True
         self.events.append(ev.MarkedOverdue(self.id, now, "sla", self.due_at))
         return True
+
+    def mark_late(self, kind: OverdueKind, now: datetime) -> bool:
+        """One kind of deadline missed; each is flagged once and counted on its own."""
+        if kind is OverdueKind.ANSWER:
+            return self.mark_overdue(now)
+        due = self._missed(kind, now)
+        if due is None:
+            return False
+        if kind is OverdueKind.FEEDBACK:
+            self.feedback_overdue = True
+        elif kind is OverdueKind.REQUEST:
+            self.request_overdue = True
+        elif kind is OverdueKind.CALLBACK:
+            self.callback_late = True
+        self.events.append(ev.MarkedLate(self.id, now, "sla", due, kind.value))
+        return True
+
+    def _missed(self, kind: OverdueKind, now: datetime) -> datetime | None:
+        if kind is OverdueKind.FEEDBACK:
+            # [001: 21] feedback within 3 working days: a delivery or an interim answer.
+            due = self.feedback_due_at
+            if (not self.feedback_overdue and due is not None and due < now
+                    and self.status in UNDELIVERED and self.interim_given_at is None):
+                return due
+        elif kind is OverdueKind.REQUEST:
+            # [002: 2.8.9] the request within 1 working day; [004: 10] its answer.
+            due = self.request_due_at
+            if not self.request_overdue and due is not None and due < now \
+                    and self.awaits_request():
+                return due
+        elif kind is OverdueKind.CALLBACK:
+            due = self.callback_due_at
+            if (not self.callback_late and due is not None and due < now
+                    and self.status in READY_FOR_DELIVERY and not self.needs_supervisor):
+                return due
+        return None
+
+    def awaits_request(self) -> bool:
+        """Not yet passed on (any route), or, for e-mail routes, the official's answer."""
+        return self.status in (AppealStatus.ACCEPTED, AppealStatus.FAILED) or (
+            self.status in (AppealStatus.REGISTERED, AppealStatus.IN_PROGRESS)
+            and self.route.system.value in ("email", "health"))
+
+    def overdue_kinds(self) -> list[OverdueKind]:
+        flags = {OverdueKind.ANSWER: self.overdue, OverdueKind.FEEDBACK: self.feedback_overdue,
+                 OverdueKind.REQUEST: self.request_overdue,
+                 OverdueKind.REGISTRATION: self.registered_late,
+                 OverdueKind.CALLBACK: self.callback_late}
+        return [kind for kind, flagged in flags.items() if flagged]
+
+    def interim_due(self) -> bool:
+        """[002: 2.8.10] reminded that an interim answer is due, and none given since."""
+        return self.interim_reminded_at is not None and self.interim_given_at is None and (
+            self.status in UNANSWERED)
 
     def remind_interim(self, now: datetime, lead: timedelta) -> bool:
         """[002: 2.8.10] the answer may not come in time: remind once, before the deadline,
@@ -513,3 +790,19 @@ class Appeal:
                        note: str | None = None) -> None:
         self.history = (*self.history, StatusChange(status, at, source, note))
         self.events.append(ev.StatusChanged(self.id, at, source, status, note))
+
+
+_DATE_TIME = re.compile(
+    r"\b\d{1,2}\.\d{1,2}\.\d{4}[ T,]+\d{1,2}:\d{2}\b|\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def journal_refusal(entry: JournalEntry) -> dict[str, str]:
+    """[001: appendix 2] «обязательно заполнение поля «Комментарий»» for four results, «с
+    указанием даты и времени» for two of them (`dd.mm.yyyy hh:mm` or ISO 8601)."""
+    result = entry.review_result
+    comment = (entry.comment or "").strip()
+    if result in COMMENT_REQUIRED and not comment:
+        return {"comment": f"required when review_result is {result.value}"}
+    if result in COMMENT_NEEDS_DATETIME and not _DATE_TIME.search(comment):
+        return {"comment": "must hold the date and time (dd.mm.yyyy hh:mm or ISO 8601)"}
+    return {}

@@ -137,6 +137,69 @@ class MarkedOverdue(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MarkedLate(Event):
+    """A deadline besides the answer's was missed: feedback [001: 21], the request
+    [002: 2.8.9], a callback [001: 13]."""
+
+    audit_action: ClassVar[str | None] = "sla.late"
+    due_at: datetime
+    kind: str  # OverdueKind
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"due_at": self.due_at.isoformat(), "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackScheduled(Event):
+    """[001: 13] an answer to give by phone: the first try's latest moment is known."""
+
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JournalUpdated(Event):
+    """The journal's own fields [001: appendix 2]; the comment is not audited (it may name
+    people)."""
+
+    audit_action: ClassVar[str | None] = "journal.updated"
+    consultation_outcome: str | None
+    review_result: str | None
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"consultation_outcome": self.consultation_outcome,
+                "review_result": self.review_result}
+
+
+@dataclass(frozen=True, slots=True)
+class InterimGiven(Event):
+    """[002: 2.8.10] an interim answer reached the applicant. `answer` is the record the
+    unit of work stores (its reason may hold personal data, so it is not audited)."""
+
+    audit_action: ClassVar[str | None] = "interim.recorded"
+    channel: str
+    given_at: datetime
+    expected_at: datetime
+    system: str | None
+    answer: Any = None  # gateway.domain.appeal.InterimAnswer
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"channel": self.channel, "at": self.given_at.isoformat(),
+                "expected_at": self.expected_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved(Event):
+    """A supervisor's decision: close_unreachable, reschedule, reroute, close_rejected."""
+
+    audit_action: ClassVar[str | None] = "supervisor.resolved"
+    action: str
+    reroutes: int = 0
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"action": self.action}
+
+
+@dataclass(frozen=True, slots=True)
 class InterimAnswerDue(Event):
     """[002: 2.8.10] the answer will not come in time: an interim answer is due."""
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 
-from gateway.domain.appeal import AnswerChannel, Applicant, Urgency
+from gateway.domain.appeal import AnswerChannel, Applicant, JournalEntry, Urgency
 from gateway.domain.mailbox import NotSendable, smtp_mailbox
 from gateway.errors import GatewayError
 
@@ -48,6 +48,7 @@ class NewCall:
     urgency: Urgency = Urgency.CONTROL
     answer_channel: AnswerChannel | None = None  # None: not said
     informational: bool = False
+    journal: JournalEntry = field(default_factory=JournalEntry)  # [001: appendix 2]
 
     def effective_answer_channel(self) -> AnswerChannel | None:
         """A hotline call: unless the operator says otherwise, the answer comes back by phone;
@@ -109,13 +110,27 @@ def with_normalised_phone(applicant: Applicant) -> tuple[Applicant, Refusal | No
 
 
 def anonymity_refusal(
-    applicant: Applicant, answer_channel: AnswerChannel | None, informational: bool
+    applicant: Applicant, answer_channel: AnswerChannel | None, informational: bool,
+    journal_only: bool = False,
 ) -> Refusal | None:
     """[002: 2.8.4] calls with no full name, or no contact for the answer, are not registered.
 
-    An informational call is answered on the spot, so it needs no contact for an answer
-    unless the operator chose a channel; it still needs the caller's name for the journal.
+    Every call taken is journaled [001: 15]: an informational call, or one journaled only
+    (an unproductive call, «Нерезультативный звонок»), may have no name; it needs a contact
+    only for a channel the operator chose. Only registration needs a name.
     """
+    if informational or journal_only:
+        if answer_channel is None or not informational:
+            return None
+        contact = {AnswerChannel.PHONE: ("applicant.phone", applicant.phone),
+                   AnswerChannel.EMAIL: ("applicant.email", applicant.email),
+                   AnswerChannel.POST: ("applicant.postal_address", applicant.postal_address)}
+        name, value = contact[answer_channel]
+        if _present(value):
+            return None
+        return Refusal("anonymous", "Нет контакта для выбранного канала ответа "
+                       "/ no contact for the chosen answer channel",
+                       {name: f"required: the answer goes by {answer_channel.value}"})
     fields: dict[str, str] = {}
     if not _present(applicant.last_name):
         fields["applicant.last_name"] = "required: anonymous calls are not registered"
@@ -225,6 +240,12 @@ def content_hash(call: NewCall) -> str:
         call.problem_address, call.topic, call.summary, call.repeat, call.urgency.value,
         call.answer_channel.value if call.answer_channel else None, call.informational,
     ]
+    journal = call.journal
+    if journal != JournalEntry():
+        # Only when given: the hashes of calls taken before these fields existed stay valid.
+        content.append([
+            journal.consultation_outcome.value if journal.consultation_outcome else None,
+            journal.review_result.value if journal.review_result else None, journal.comment])
     canonical = json.dumps(content, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 

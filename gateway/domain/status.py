@@ -17,6 +17,7 @@ class AppealStatus(StrEnum):
     DELIVERED = "delivered"  # «Ответ передан заявителю»
     REJECTED = "rejected"  # the target system refused it, with a reason
     FAILED = "failed"  # forwarding failed for good (dead letter); needs an admin
+    CLOSED = "closed"  # a supervisor closed it without a delivery (unreachable, refused)
 
 
 _ALLOWED: dict[AppealStatus, frozenset[AppealStatus]] = {
@@ -33,12 +34,18 @@ _ALLOWED: dict[AppealStatus, frozenset[AppealStatus]] = {
          AppealStatus.REJECTED}
     ),
     AppealStatus.ANSWER_READY: frozenset(
-        {AppealStatus.ANSWER_SENT, AppealStatus.DELIVERED, AppealStatus.IN_PROGRESS}
+        {AppealStatus.ANSWER_SENT, AppealStatus.DELIVERED, AppealStatus.IN_PROGRESS,
+         AppealStatus.CLOSED}
     ),
-    AppealStatus.ANSWER_SENT: frozenset({AppealStatus.DELIVERED}),
-    AppealStatus.FAILED: frozenset({AppealStatus.ACCEPTED, AppealStatus.REGISTERED}),
+    # [003] «Ответ отправлен заявителю» is not the end: delivery is still to be confirmed.
+    AppealStatus.ANSWER_SENT: frozenset({AppealStatus.DELIVERED, AppealStatus.CLOSED}),
+    AppealStatus.FAILED: frozenset(
+        {AppealStatus.ACCEPTED, AppealStatus.REGISTERED, AppealStatus.CLOSED}),
     AppealStatus.DELIVERED: frozenset(),
-    AppealStatus.REJECTED: frozenset(),
+    # A supervisor re-routes a rejection (accepted again) or has the citizen told why
+    # (the reason becomes the answer to deliver).
+    AppealStatus.REJECTED: frozenset({AppealStatus.ACCEPTED, AppealStatus.ANSWER_READY}),
+    AppealStatus.CLOSED: frozenset(),
     AppealStatus.JOURNALED: frozenset(),
 }
 
@@ -48,7 +55,9 @@ READY_FOR_DELIVERY = frozenset({AppealStatus.ANSWER_READY, AppealStatus.ANSWER_S
 # Still waiting for an answer, or for its delivery: these can be late.
 UNANSWERED = frozenset({AppealStatus.ACCEPTED, AppealStatus.REGISTERED,
                         AppealStatus.IN_PROGRESS, AppealStatus.FAILED})
-UNDELIVERED = UNANSWERED | {AppealStatus.ANSWER_READY}
+# [003] «статусы идентичны … ответ отправлен заявителю»: ПОС mailing it is not a confirmed
+# delivery, so answer_sent stays in the worklist and can be late.
+UNDELIVERED = UNANSWERED | READY_FOR_DELIVERY
 # Held by a target system that may still report on it.
 OPEN_UPSTREAM = frozenset({AppealStatus.REGISTERED, AppealStatus.IN_PROGRESS,
                            AppealStatus.ANSWER_READY, AppealStatus.ANSWER_SENT,

@@ -13,6 +13,7 @@ from datetime import datetime, tzinfo
 import structlog
 
 from gateway.domain.appeal import Appeal, Delivery, DeliveryResult
+from gateway.domain.callbacks import ImplausibleAttemptTime, attempt_time_error
 from gateway.domain.deadlines import CallbackAttempt, CallbackRule, next_callback_attempt
 from gateway.domain.intake import Refusal, later_time_refusal
 from gateway.domain.ports import Clock, WorkCalendar
@@ -67,24 +68,33 @@ class DeliveryDesk:
         async with self._storage.read() as uow:
             return await uow.appeals.ready_for_delivery(limit)
 
+    async def interim_due(self, limit: int = 100) -> list[Appeal]:
+        """[002: 2.8.10] applicants owed an interim answer, the earliest deadline first."""
+        async with self._storage.read() as uow:
+            return await uow.appeals.interim_due(limit)
+
     async def record_attempt(
         self, appeal_id: str, outcome: str, at: datetime | None, actor: str
     ) -> AttemptResult:
-        """Raises LookupError, ImplausibleTime, AnswerNotReady or CallbacksExhausted."""
+        """Raises LookupError, ImplausibleAttemptTime, AnswerNotReady, CallbackTooSoon or
+        CallbacksExhausted. The try's time is checked against the clock only: tries are
+        typed in later from notes."""
         now = self._clock.now()
+        if at is not None:
+            error = attempt_time_error(at, now)
+            if error is not None:
+                raise ImplausibleAttemptTime(error)
         async with self._storage.write() as uow:
             appeal = await uow.appeals.get(appeal_id)
             if appeal is None:
                 raise LookupError(appeal_id)
-            if at is not None:
-                _check_time("at", at, appeal, now)
             zone = self._zone_of(appeal.hotline)
 
             def plan_next(start: datetime, failed: Sequence[datetime]) -> CallbackAttempt | None:
                 return next_callback_attempt(start, failed, self._rule, self._calendar, zone)
 
             attempt = appeal.callback_failed(outcome, at or now, now, plan_next=plan_next,
-                                             actor=actor)
+                                             actor=actor, min_gap=self._rule.retry_after_min)
         log.info("delivery.attempt_failed", appeal_id=appeal_id, outcome=outcome,
                  attempts=appeal.callback_attempts, needs_supervisor=appeal.needs_supervisor)
         return AttemptResult(

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import structlog
 
-from gateway.domain.appeal import Appeal, AppealStatus
+from gateway.domain.appeal import Appeal, AppealStatus, journal_refusal
 from gateway.domain.intake import (
     NewCall,
     Refusal,
@@ -29,7 +29,7 @@ from gateway.domain.intake import (
     registered_late,
 )
 from gateway.domain.ports import Clock
-from gateway.domain.route import TargetSystem
+from gateway.domain.route import Route, TargetSystem
 from gateway.domain.routing import UnknownTopic
 from gateway.errors import GatewayError
 from gateway.services.batching import Batcher
@@ -161,21 +161,30 @@ class IntakeService:
             raise CallRefused(refusal)
         if phone_refusal:
             raise CallRefused(phone_refusal)
-        refusal = anonymity_refusal(call.applicant, call.answer_channel, call.informational)
+        try:
+            route: Route | None = self._routes.route(call.topic, call.hotline,
+                                                     call.informational, call.received_at)
+        except UnknownTopic:
+            route = None
+        journal_only = route is not None and route.system is TargetSystem.NONE
+        refusal = anonymity_refusal(call.applicant, call.answer_channel, call.informational,
+                                    journal_only)
         if refusal:
             raise CallRefused(refusal)
         refusal = email_refusal(call.applicant)
         if refusal:
             raise CallRefused(refusal)
-        try:
-            route = self._routes.route(call.topic, call.hotline, call.informational,
-                                       call.received_at)
-        except UnknownTopic:
+        if route is None:
             raise CallRefused(Refusal(
                 "unknown_topic",
                 "Тематика не найдена в справочнике / the topic is not in the topic dictionary",
                 {"topic": "not in the topic dictionary"},
-            )) from None
+            ))
+        journal_fields = journal_refusal(call.journal)
+        if journal_fields:
+            raise CallRefused(Refusal(
+                "validation", "«Комментарий» обязателен для этого результата рассмотрения "
+                "/ this review result needs a comment [001: appendix 2]", journal_fields))
         # Journaled only: informational calls, and topics no rule forwards [002: 2.8.2].
         journaled = call.informational or route.system is TargetSystem.NONE
         status = AppealStatus.JOURNALED if journaled else AppealStatus.ACCEPTED
@@ -196,6 +205,7 @@ class IntakeService:
             status=status,
             route=route,
             due_at=None,
+            journal=call.journal,
         )
 
 

@@ -23,6 +23,9 @@ _CONFIRMATIONS = {"pos": POS_CONFIRM_DELIVERY, "delo": DELO_CLOSE_CONTROL}
 def messages_for(appeal: Appeal, event: ev.Event) -> list[NewMessage]:
     if isinstance(event, ev.CallAccepted) and appeal.status is AppealStatus.ACCEPTED:
         return forwarding_messages(appeal)
+    if isinstance(event, ev.Resolved) and event.action == "reroute":
+        # A new registration on the new route, under keys of its own.
+        return forwarding_messages(appeal, f":reroute:{event.reroutes}")
     if isinstance(event, ev.AnswerReady) and event.mail_to_applicant:
         return [_message(appeal.id, EMAIL_ANSWER, f"{appeal.id}:answer")]
     if isinstance(event, ev.RequestAnswerLate):
@@ -50,17 +53,18 @@ def moot_keys(appeal: Appeal, event: ev.Event) -> list[str]:
     return [f"{appeal.id}:{EMAIL_ANSWER[1]}"] if delivered or sent_by_pos else []
 
 
-def forwarding_messages(appeal: Appeal) -> list[NewMessage]:
-    """The rows that forward a newly accepted appeal to its target system."""
+def forwarding_messages(appeal: Appeal, round_key: str = "") -> list[NewMessage]:
+    """The rows that forward a newly accepted (or re-routed) appeal to its target system."""
     route = appeal.route
     if route.system is TargetSystem.POS:
-        return [_message(appeal.id, POS_REGISTER, appeal.id)]
+        return [_message(appeal.id, POS_REGISTER, appeal.id + round_key)]
     if route.system is TargetSystem.DELO:
-        return [_message(appeal.id, DELO_REGISTER, appeal.id)]
+        return [_message(appeal.id, DELO_REGISTER, appeal.id + round_key)]
     if route.system in (TargetSystem.EMAIL, TargetSystem.HEALTH):
         # [004: 10.1] one request to every competent authority, each retried on its own.
         return [
-            _message(appeal.id, EMAIL_REQUEST, f"{appeal.id}:request:{target.authority}",
+            _message(appeal.id, EMAIL_REQUEST,
+                     f"{appeal.id}{round_key}:request:{target.authority}",
                      {"authority": target.authority})
             for target in route.email
         ]

@@ -49,6 +49,11 @@ class StatusReport:
         async with self._storage.read() as uow:
             by_status = await uow.appeals.count_by_status()
             overdue = await uow.appeals.count_overdue()
+            by_kind = {kind.value: count for kind, count in
+                       (await uow.appeals.count_overdue_by_kind()).items()}
+            # [001: 13–14] missed calls returned late count with the answers' callbacks.
+            by_kind["callback"] = by_kind.get("callback", 0) + await uow.callbacks.count_late()
+            interim_due = await uow.appeals.count_interim_due()
             known = {state.system: state for state in await uow.cursors.all()}
         pollers: dict[str, Any] = {}
         for system in sorted({*self._pollers, *known}):
@@ -67,6 +72,7 @@ class StatusReport:
         return {
             "outbox": outbox_section(await self._outbox.stats()),
             "pollers": pollers,
-            "appeals": {"by_status": by_status, "overdue": overdue},
+            "appeals": {"by_status": by_status, "overdue": overdue,
+                        "overdue_by_kind": by_kind, "interim_due": interim_due},
             "version": self._version,
         }

@@ -19,7 +19,14 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from gateway.domain import events as ev
-from gateway.domain.appeal import Appeal, DeliveryRecord, StatusChange
+from gateway.domain.appeal import (
+    Appeal,
+    DeliveryRecord,
+    InterimAnswer,
+    OverdueKind,
+    StatusChange,
+)
+from gateway.domain.callbacks import CallbackTask
 from gateway.errors import GatewayError
 from gateway.services import outbox_actions
 from outbox import NewMessage
@@ -113,24 +120,71 @@ class AppealRepository(Protocol):
 
     async def ids_to_remind(self, now: datetime, lead: timedelta, limit: int) -> list[str]: ...
 
+    async def ids_to_mark_late(self, kind: OverdueKind, now: datetime,
+                               limit: int) -> list[str]:
+        """Candidates for `Appeal.mark_late(kind)` (re-checked by the appeal)."""
+        ...
+
+    async def ids_to_schedule_callback(self, limit: int) -> list[str]:
+        """[001: 13] answers to give by phone without their first callback term yet."""
+        ...
+
     async def ready_for_delivery(self, limit: int) -> list[Appeal]:
-        """Answers waiting to reach the applicant, the most urgent callback first."""
+        """Answers waiting to reach the applicant (answer_ready and answer_sent [003]), the
+        most urgent callback first."""
         ...
 
     async def page(self, *, status: str | None, updated_since: datetime | None,
-                   overdue: bool | None, limit: int, cursor: str | None) -> AppealPage:
-        """Keyset paging by (updated_at, id); raises BadCursor."""
+                   overdue: bool | OverdueKind | None, limit: int, cursor: str | None,
+                   flag: str | None = None) -> AppealPage:
+        """Keyset paging by (updated_at, id); raises BadCursor. `overdue`: the answer's
+        flag (a bool) or one kind; `flag`: needs_supervisor, rejected or failed."""
         ...
 
     async def count_by_status(self) -> dict[str, int]: ...
 
     async def count_overdue(self) -> int: ...
 
+    async def count_overdue_by_kind(self) -> dict[OverdueKind, int]: ...
+
+    async def interim_due(self, limit: int) -> list[Appeal]:
+        """[002: 2.8.10] reminded that an interim answer is due, none given, unanswered."""
+        ...
+
+    async def count_interim_due(self) -> int: ...
+
     def seen(self) -> Sequence[Appeal]:
         """Every appeal added or loaded in this unit of work."""
         ...
 
     def added(self) -> Sequence[NewAppeal]: ...
+
+
+class CallbackTaskRepository(Protocol):
+    """Missed calls and voicemail to call back [001: 12–14]; loaded tasks are locked in a
+    writing unit of work, like appeals."""
+
+    def add(self, task: CallbackTask) -> None: ...
+
+    async def get(self, task_id: str) -> CallbackTask | None: ...
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, CallbackTask]: ...
+
+    async def find(self, hotline: str, phone: str, missed_at: datetime) -> CallbackTask | None:
+        """The task of this missed call, if it was reported already."""
+        ...
+
+    async def open_tasks(self, limit: int) -> list[CallbackTask]:
+        """Open tasks, the one whose next try is due soonest first."""
+        ...
+
+    async def ids_to_mark_late(self, now: datetime, limit: int) -> list[str]: ...
+
+    async def count_late(self) -> int: ...
+
+    def seen(self) -> Sequence[CallbackTask]: ...
+
+    def added(self) -> Sequence[CallbackTask]: ...
 
 
 class PollerCursors(Protocol):
@@ -248,12 +302,16 @@ class Changes:
     audit: list[AuditEntry] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)  # idempotency keys made moot
+    interims: list[tuple[str, InterimAnswer, datetime]] = field(default_factory=list)
+    new_tasks: list[CallbackTask] = field(default_factory=list)
+    updated_tasks: list[CallbackTask] = field(default_factory=list)
 
 
 class UnitOfWork(abc.ABC):
     """`async with storage.write() as uow:` ... commits on a clean exit, else rolls back."""
 
     appeals: AppealRepository
+    callbacks: CallbackTaskRepository
     cursors: PollerCursors
     mail: MailRecords
 
@@ -277,6 +335,8 @@ class UnitOfWork(abc.ABC):
         # Only now: an appeal whose commit failed keeps its events for the next try.
         for appeal in self.appeals.seen():
             appeal.events.clear()
+        for task in self.callbacks.seen():
+            task.events.clear()
 
     def changes(self) -> Changes:
         """The one place where events become rows."""
@@ -290,6 +350,15 @@ class UnitOfWork(abc.ABC):
                 changes.updated.append(appeal)
             for event in appeal.events:
                 _rows_of(appeal, event, changes)
+        new_tasks = {t.id for t in self.callbacks.added()}
+        for task in self.callbacks.seen():
+            if task.id in new_tasks:
+                changes.new_tasks.append(task)
+            elif task.events:
+                changes.updated_tasks.append(task)
+            changes.audit.extend(
+                AuditEntry(e.at, e.actor, e.action, None, {"task_id": e.task_id, **e.detail})
+                for e in task.events)
         return changes
 
     @abc.abstractmethod
@@ -310,6 +379,8 @@ def _rows_of(appeal: Appeal, event: ev.Event, changes: Changes) -> None:
     elif isinstance(event, ev.Delivered):
         changes.deliveries.append((appeal.id, DeliveryRecord(
             event.channel, "delivered", event.delivered_at, event.by, event.source), event.at))
+    elif isinstance(event, ev.InterimGiven) and isinstance(event.answer, InterimAnswer):
+        changes.interims.append((appeal.id, event.answer, event.at))
     elif isinstance(event, ev.CallbackFailed):
         changes.deliveries.append((appeal.id, DeliveryRecord(
             "phone", event.outcome, event.tried_at, None, "gateway"), event.at))

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.appeal import (
@@ -23,13 +23,18 @@ from gateway.domain.appeal import (
     Appeal,
     AppealStatus,
     Applicant,
+    ConsultationOutcome,
     DeliveryRecord,
+    InterimAnswer,
+    JournalEntry,
+    OverdueKind,
+    ReviewResult,
     StatusChange,
     Urgency,
 )
 from gateway.domain.ports import ExternalRef
 from gateway.domain.route import DeloTarget, EmailTarget, PosTarget, Route, TargetSystem
-from gateway.domain.status import OPEN_UPSTREAM, UNANSWERED, UNDELIVERED
+from gateway.domain.status import OPEN_UPSTREAM, READY_FOR_DELIVERY, UNANSWERED, UNDELIVERED
 from gateway.services.unit_of_work import (
     AppealPage,
     AuditEntry,
@@ -37,7 +42,22 @@ from gateway.services.unit_of_work import (
     KnownCall,
     NewAppeal,
 )
-from gateway.storage.tables import appeal_status_history, appeals, audit_log, deliveries
+from gateway.storage.tables import (
+    appeal_status_history,
+    appeals,
+    audit_log,
+    deliveries,
+    interim_answers,
+)
+
+# The flag column of each kind of missed deadline.
+_FLAG = {
+    OverdueKind.ANSWER: appeals.c.overdue,
+    OverdueKind.FEEDBACK: appeals.c.feedback_overdue,
+    OverdueKind.REQUEST: appeals.c.request_overdue,
+    OverdueKind.REGISTRATION: appeals.c.registered_late,
+    OverdueKind.CALLBACK: appeals.c.callback_late,
+}
 
 
 def route_to_json(route: Route) -> dict[str, Any]:
@@ -131,6 +151,12 @@ class SqlAppeals:
         appeal.deliveries = tuple(
             DeliveryRecord(d["channel"], d["outcome"], d["at"], d["by"], d["source"])
             for d in delivered) + appeal.deliveries
+        interims = (await self._conn.execute(
+            select(interim_answers).where(interim_answers.c.appeal_id == appeal.id)
+            .order_by(interim_answers.c.id))).mappings().all()
+        appeal.interims = tuple(
+            InterimAnswer(i["reason"], i["expected_at"], i["channel"], i["at"], i["by"])
+            for i in interims) + appeal.interims
         self._with_related.add(appeal.id)
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, Appeal]:
@@ -186,6 +212,45 @@ class SqlAppeals:
             .order_by(appeals.c.due_at).limit(limit))
         return list(rows.scalars())
 
+    async def ids_to_mark_late(self, kind: OverdueKind, now: datetime,
+                               limit: int) -> list[str]:
+        """Candidates for `Appeal.mark_late(kind)`, found by the index-friendly conditions
+        the appeal re-checks under the lock."""
+        if kind is OverdueKind.ANSWER:
+            return await self.ids_to_mark_overdue(now, limit)
+        if kind is OverdueKind.FEEDBACK:
+            due, condition = appeals.c.feedback_due_at, and_(
+                appeals.c.status.in_(_values(UNDELIVERED)),
+                appeals.c.interim_given_at.is_(None))
+        elif kind is OverdueKind.REQUEST:
+            due, condition = appeals.c.request_due_at, or_(
+                appeals.c.status.in_([AppealStatus.ACCEPTED.value, AppealStatus.FAILED.value]),
+                and_(appeals.c.status.in_([AppealStatus.REGISTERED.value,
+                                           AppealStatus.IN_PROGRESS.value]),
+                     appeals.c.route_system.in_(["email", "health"])))
+        elif kind is OverdueKind.CALLBACK:
+            due, condition = appeals.c.callback_due_at, and_(
+                appeals.c.status.in_(_values(READY_FOR_DELIVERY)),
+                appeals.c.needs_supervisor.is_(False))
+        else:
+            return []  # registration is flagged at intake
+        rows = await self._conn.execute(
+            select(appeals.c.id)
+            .where(_FLAG[kind].is_(False), due < now, condition)
+            .order_by(due).limit(limit))
+        return list(rows.scalars())
+
+    async def ids_to_schedule_callback(self, limit: int) -> list[str]:
+        """[001: 13] answers to give by phone whose first callback term is not yet set."""
+        rows = await self._conn.execute(
+            select(appeals.c.id)
+            .where(appeals.c.status.in_(_values(READY_FOR_DELIVERY)),
+                   appeals.c.answer_channel == AnswerChannel.PHONE.value,
+                   appeals.c.callback_due_at.is_(None), appeals.c.callback_attempts == 0,
+                   appeals.c.needs_supervisor.is_(False))
+            .order_by(appeals.c.answer_ready_at).limit(limit))
+        return list(rows.scalars())
+
     async def ids_to_remind(self, now: datetime, lead: timedelta, limit: int) -> list[str]:
         rows = await self._conn.execute(
             select(appeals.c.id)
@@ -197,7 +262,8 @@ class SqlAppeals:
     async def ready_for_delivery(self, limit: int) -> list[Appeal]:
         ids = (await self._conn.execute(
             select(appeals.c.id)
-            .where(appeals.c.status == AppealStatus.ANSWER_READY.value)
+            # [003] answer_sent is not the end: it waits for a confirmed delivery too.
+            .where(appeals.c.status.in_(_values(READY_FOR_DELIVERY)))
             .order_by(appeals.c.needs_supervisor.desc(), appeals.c.next_callback_at.is_(None),
                       appeals.c.next_callback_at, appeals.c.answer_ready_at, appeals.c.id)
             .limit(limit))).scalars().all()
@@ -205,14 +271,21 @@ class SqlAppeals:
         return [found[i] for i in ids if i in found]
 
     async def page(self, *, status: str | None, updated_since: datetime | None,
-                   overdue: bool | None, limit: int, cursor: str | None) -> AppealPage:
+                   overdue: bool | OverdueKind | None, limit: int, cursor: str | None,
+                   flag: str | None = None) -> AppealPage:
         query = select(appeals)
         if status is not None:
             query = query.where(appeals.c.status == status)
         if updated_since is not None:
             query = query.where(appeals.c.updated_at >= updated_since)
-        if overdue is not None:
+        if isinstance(overdue, OverdueKind):
+            query = query.where(_FLAG[overdue].is_(True))
+        elif overdue is not None:
             query = query.where(appeals.c.overdue == overdue)
+        if flag == "needs_supervisor":
+            query = query.where(appeals.c.needs_supervisor.is_(True))
+        elif flag in ("rejected", "failed"):
+            query = query.where(appeals.c.status == flag)
         if cursor is not None:
             after_at, after_id = _decode_cursor(cursor)
             query = query.where(or_(
@@ -237,6 +310,29 @@ class SqlAppeals:
         result = await self._conn.execute(
             select(func.count()).select_from(appeals).where(appeals.c.overdue.is_(True)))
         return int(result.scalar_one())
+
+    def _interim_due(self) -> Any:
+        return and_(appeals.c.interim_reminded_at.is_not(None),
+                    appeals.c.interim_given_at.is_(None),
+                    appeals.c.status.in_(_values(UNANSWERED)))
+
+    async def interim_due(self, limit: int) -> list[Appeal]:
+        rows = (await self._conn.execute(
+            select(appeals).where(self._interim_due())
+            .order_by(appeals.c.due_at, appeals.c.id).limit(limit))).mappings().all()
+        return [_from_row(row) for row in rows]
+
+    async def count_interim_due(self) -> int:
+        result = await self._conn.execute(
+            select(func.count()).select_from(appeals).where(self._interim_due()))
+        return int(result.scalar_one())
+
+    async def count_overdue_by_kind(self) -> dict[OverdueKind, int]:
+        """One scan: each kind of missed deadline counted on its own."""
+        row = (await self._conn.execute(select(*[
+            func.coalesce(func.sum(case((column.is_(True), 1), else_=0)), 0)
+            for column in _FLAG.values()]))).one()
+        return {kind: int(count) for kind, count in zip(_FLAG, row, strict=True)}
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -273,6 +369,16 @@ async def write_deliveries(
             for appeal_id, d, recorded_at in records])
 
 
+async def write_interims(
+    conn: AsyncConnection, records: Sequence[tuple[str, InterimAnswer, datetime]]
+) -> None:
+    if records:
+        await conn.execute(insert(interim_answers), [
+            {"appeal_id": appeal_id, "reason": i.reason, "expected_at": i.expected_at,
+             "channel": i.channel, "at": i.at, "by": i.by, "recorded_at": recorded_at}
+            for appeal_id, i, recorded_at in records])
+
+
 async def write_audit(conn: AsyncConnection, entries: Iterable[AuditEntry]) -> None:
     rows = [{"at": e.at, "actor": e.actor, "action": e.action, "appeal_id": e.appeal_id,
              "detail": e.detail} for e in entries]
@@ -302,6 +408,26 @@ def _state(appeal: Appeal) -> dict[str, Any]:
         "callback_attempts": appeal.callback_attempts,
         "next_callback_at": appeal.next_callback_at,
         "needs_supervisor": appeal.needs_supervisor,
+        "callback_due_at": appeal.callback_due_at,
+        "callbacks_from": appeal.callbacks_from,
+        "feedback_overdue": appeal.feedback_overdue,
+        "request_overdue": appeal.request_overdue,
+        "registered_late": appeal.registered_late,
+        "callback_late": appeal.callback_late,
+        "interim_given_at": appeal.interim_given_at,
+        "interim_expected_at": appeal.interim_expected_at,
+        "consultation_outcome": (appeal.journal.consultation_outcome.value
+                                 if appeal.journal.consultation_outcome else None),
+        "review_result": (appeal.journal.review_result.value
+                          if appeal.journal.review_result else None),
+        "journal_comment": appeal.journal.comment,
+        "resolution": appeal.resolution,
+        "reroutes": appeal.reroutes,
+        # A supervisor's re-route changes these.
+        "route": route_to_json(appeal.route),
+        "route_system": appeal.route.system.value,
+        "executor": appeal.route.executor,
+        "topic": appeal.topic,
         "updated_at": appeal.updated_at,
     }
 
@@ -319,15 +445,11 @@ def _new_row(new: NewAppeal, now: datetime) -> dict[str, Any]:
         "operator": appeal.operator,
         "applicant": asdict(appeal.applicant),
         "problem_address": appeal.problem_address,
-        "topic": appeal.topic,
         "summary": appeal.summary,
         "repeat": appeal.repeat,
         "urgency": appeal.urgency.value,
         "answer_channel": appeal.answer_channel.value if appeal.answer_channel else None,
         "informational": appeal.informational,
-        "route": route_to_json(appeal.route),
-        "route_system": appeal.route.system.value,
-        "executor": appeal.route.executor,
         "feedback_due_at": appeal.feedback_due_at,
         "created_at": now,
         "version": 1,
@@ -370,6 +492,21 @@ def _from_row(row: Any) -> Appeal:
         callback_attempts=row["callback_attempts"],
         next_callback_at=row["next_callback_at"],
         needs_supervisor=row["needs_supervisor"],
+        callback_due_at=row["callback_due_at"],
+        callbacks_from=row["callbacks_from"],
+        feedback_overdue=row["feedback_overdue"],
+        request_overdue=row["request_overdue"],
+        registered_late=row["registered_late"],
+        callback_late=row["callback_late"],
+        interim_given_at=row["interim_given_at"],
+        interim_expected_at=row["interim_expected_at"],
+        journal=JournalEntry(
+            ConsultationOutcome(row["consultation_outcome"])
+            if row["consultation_outcome"] else None,
+            ReviewResult(row["review_result"]) if row["review_result"] else None,
+            row["journal_comment"]),
+        resolution=row["resolution"],
+        reroutes=row["reroutes"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -70,6 +70,24 @@ appeals = Table(
     Column("needs_supervisor", Boolean, nullable=False, default=False),
     Column("delivered_at", UTCDateTime, nullable=True),
     Column("delivery_channel", String(16), nullable=True),
+    # [001: 13] the latest moment of the next callback try; a new series after a reschedule.
+    Column("callback_due_at", UTCDateTime, nullable=True),
+    Column("callbacks_from", UTCDateTime, nullable=True),
+    # Missed deadlines besides `overdue` (the answer's), each flagged once and counted.
+    Column("feedback_overdue", Boolean, nullable=False, default=False),
+    Column("request_overdue", Boolean, nullable=False, default=False),
+    Column("registered_late", Boolean, nullable=False, default=False),
+    Column("callback_late", Boolean, nullable=False, default=False),
+    # [002: 2.8.10] the last interim answer given and the date it promised.
+    Column("interim_given_at", UTCDateTime, nullable=True),
+    Column("interim_expected_at", UTCDateTime, nullable=True),
+    # The journal's own fields [001: appendix 2]; the comment may hold personal data.
+    Column("consultation_outcome", String(32), nullable=True),
+    Column("review_result", String(32), nullable=True),
+    Column("journal_comment", Text, nullable=True),
+    # A supervisor's reason (may name people) and how often the appeal was re-routed.
+    Column("resolution", Text, nullable=True),
+    Column("reroutes", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False, default=1),
@@ -78,6 +96,10 @@ appeals = Table(
     Index("ix_appeals_updated", "updated_at", "id"),
     Index("ix_appeals_external", "external_system", "external_id"),
     Index("ix_appeals_due", "due_at"),
+    # The SLA sweep finds each kind of missed deadline by its own due column.
+    Index("ix_appeals_feedback_due", "feedback_due_at"),
+    Index("ix_appeals_request_due", "request_due_at"),
+    Index("ix_appeals_callback_due", "callback_due_at"),
 )
 
 appeal_status_history = Table(
@@ -225,4 +247,40 @@ mail_attachments = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Index("ix_mail_attachments_appeal", "appeal_id"),
     Index("ix_mail_attachments_unmatched", "unmatched_id"),
+)
+
+# [002: 2.8.10] interim answers given to applicants.
+interim_answers = Table(
+    "interim_answers",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("appeal_id", String(36), ForeignKey("appeals.id"), nullable=False),
+    Column("reason", Text, nullable=False),  # may hold personal data
+    Column("expected_at", UTCDateTime, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("by", String(200), nullable=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_interim_appeal", "appeal_id", "id"),
+)
+
+# Missed calls and voicemail to call back [001: 12–14]; phone and voicemail are personal data.
+callback_tasks = Table(
+    "callback_tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("hotline", String(32), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("missed_at", UTCDateTime, nullable=False),
+    Column("voicemail", Text, nullable=True),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("tries", JSON, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("next_attempt_by", UTCDateTime, nullable=True),
+    Column("late", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("hotline", "phone", "missed_at", name="uq_callback_tasks_missed"),
+    Index("ix_callback_tasks_state", "state", "next_attempt_by"),
 )

@@ -26,7 +26,9 @@ from gateway.storage.appeals import (
     write_audit,
     write_deliveries,
     write_history,
+    write_interims,
 )
+from gateway.storage.callbacks import SqlCallbackTasks, write_tasks
 from gateway.storage.cursors import SqlPollerCursors
 from gateway.storage.mail import SqlMailRecords
 from outbox import SqlOutboxStore
@@ -54,6 +56,7 @@ class SqlUnitOfWork(UnitOfWork):
     async def _begin(self) -> None:
         self._conn = await self._stack.enter_async_context(self._opener())
         self.appeals = SqlAppeals(self._conn, for_update=self._writes)
+        self.callbacks = SqlCallbackTasks(self._conn, for_update=self._writes)
         self.cursors = SqlPollerCursors(self._conn)
         self.mail = SqlMailRecords(self._conn)
 
@@ -62,7 +65,8 @@ class SqlUnitOfWork(UnitOfWork):
         try:
             if self._writes:
                 await _write(conn, changes, self._outbox, self._clock)
-            elif changes.new or changes.updated or changes.audit or changes.messages:
+            elif (changes.new or changes.updated or changes.audit or changes.messages
+                  or changes.new_tasks or changes.updated_tasks):
                 raise RuntimeError("a reading unit of work cannot save changes")
             await self._stack.aclose()
         except IntegrityError as exc:
@@ -83,6 +87,8 @@ async def _write(conn: AsyncConnection, changes: Changes, outbox: SqlOutboxStore
     await write_appeals(conn, changes.new, changes.updated, now)
     await write_history(conn, changes.history)
     await write_deliveries(conn, changes.deliveries)
+    await write_interims(conn, changes.interims)
+    await write_tasks(conn, changes.new_tasks, changes.updated_tasks, now)
     await write_audit(conn, changes.audit)
     if changes.messages:
         await outbox.enqueue(conn, changes.messages)

@@ -8,11 +8,12 @@ loads for writing, so the tries queue and the rule holds on both databases.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from sqlalchemy import update
 
 from gateway.storage.tables import appeals
-from tests.conftest import OPERATOR, RunningApi, StartApi, valid_call
+from tests.conftest import FIXED_NOW, OPERATOR, RunningApi, StartApi, valid_call
 
 
 async def _answer_ready(api: RunningApi) -> str:
@@ -31,12 +32,15 @@ async def test_concurrent_failed_callbacks_never_exceed_three_tries(
     api = await start_api(database_url)
     appeal_id = await _answer_ready(api)
 
-    async def attempt() -> int:
+    async def attempt(n: int) -> int:
+        # Tries typed in from notes, 40 minutes apart: each far enough from the others.
+        at = FIXED_NOW - timedelta(minutes=40 * n)
         response = await api.client.post(f"/api/v1/calls/{appeal_id}/attempts",
-                                          json={"outcome": "no_answer"}, headers=OPERATOR)
+                                          json={"outcome": "no_answer", "at": at.isoformat()},
+                                          headers=OPERATOR)
         return response.status
 
-    statuses = await asyncio.gather(*(attempt() for _ in range(8)))
+    statuses = await asyncio.gather(*(attempt(n) for n in range(8)))
 
     assert sorted(statuses) == [201, 201, 201, 409, 409, 409, 409, 409]
     appeal = await (await api.client.get(f"/api/v1/calls/{appeal_id}", headers=OPERATOR)).json()
@@ -44,3 +48,21 @@ async def test_concurrent_failed_callbacks_never_exceed_three_tries(
     worklist = await (await api.client.get("/api/v1/deliveries", headers=OPERATOR)).json()
     [item] = worklist["items"]
     assert item["attempts"] == 3 and item["needs_supervisor"] is True
+
+
+async def test_concurrent_tries_at_the_same_moment_count_once(
+        start_api: StartApi, database_url: str) -> None:
+    """[001: 13] «с интервалом 30-60 минут»: the same try pressed twice is one try."""
+    api = await start_api(database_url)
+    appeal_id = await _answer_ready(api)
+
+    async def attempt() -> tuple[int, str]:
+        response = await api.client.post(f"/api/v1/calls/{appeal_id}/attempts",
+                                          json={"outcome": "no_answer"}, headers=OPERATOR)
+        body = await response.json()
+        return response.status, body.get("error", {}).get("code", "")
+
+    results = await asyncio.gather(*(attempt() for _ in range(4)))
+
+    assert sorted(results) == [(201, ""), (409, "too_soon"), (409, "too_soon"),
+                               (409, "too_soon")]

@@ -503,14 +503,33 @@ async def test_a_call_marked_informational_on_any_topic_is_only_journaled(
     assert await api.outbox_count() == 0
 
 
-async def test_an_informational_call_still_needs_a_name(api: RunningApi) -> None:
+async def test_every_call_taken_is_journaled_an_informational_one_without_a_name_too(
+    api: RunningApi,
+) -> None:
+    """[001: 15] «все звонки, принятые сотрудниками, фиксируются»; only registration needs
+    a name [002: 2.8.4]."""
     call = valid_call(informational=True, answer_channel=None)
-    call["applicant"] = {"last_name": "", "first_name": "Всеволод"}
+    call["applicant"] = {"last_name": "", "first_name": ""}
+
+    status, body = await post(api, call)
+
+    assert status == 201
+    assert body["route"]["system"] == "none"
+
+
+async def test_an_applicant_of_blank_strings_only_is_anonymous_not_invalid(
+    api: RunningApi,
+) -> None:
+    """The contract: «A blank string is absent» — every field "" is 422 code anonymous."""
+    call = valid_call()
+    call["applicant"] = {name: "" for name in ("last_name", "first_name", "middle_name",
+                                                "phone", "email", "postal_address")}
 
     status, body = await post(api, call)
 
     assert status == 422
-    assert "applicant.last_name" in assert_error(body, "anonymous")
+    fields = assert_error(body, "anonymous")
+    assert {"applicant.last_name", "applicant.first_name", "applicant.phone"} <= set(fields)
 
 
 # --- auth --------------------------------------------------------------------------------

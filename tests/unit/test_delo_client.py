@@ -278,6 +278,22 @@ async def test_session_lost_twice_inside_a_batch_answer_is_transient(
 # ---- register ---------------------------------------------------------------------------
 
 
+async def test_the_card_carries_the_problem_address_and_the_operator(
+    delo: FakeDelo, client: DeloClient
+) -> None:
+    """[002: 2.8.6] «Регистрация телефонного обращения осуществляется … путем внесения
+    информации в регистрационную карточку»: the address and the operator, not only the
+    topic and the summary; both before the summary, so trimming never cuts them."""
+    appeal = make_appeal(problem_address="г. Ульяновск, ул. Гончарова, 1",
+                         operator="Иванова А.А.", summary="х" * 5000)
+
+    await client.register(appeal)
+
+    card = next(body_of(o) for o in delo.batches[0] if o.uri == "DOC_RC")
+    assert "Адрес проблемы: г. Ульяновск, ул. Гончарова, 1." in card["ANNOTAT"]
+    assert "Оператор: Иванова А.А." in card["ANNOTAT"]
+
+
 async def test_register_writes_card_resolution_and_executor_in_one_changeset(
     delo: FakeDelo, client: DeloClient
 ) -> None:

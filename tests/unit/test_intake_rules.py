@@ -125,18 +125,34 @@ def test_a_forwarded_call_needs_an_answer_channel() -> None:
     assert "answer_channel" in refusal.fields
 
 
-def test_an_informational_call_needs_a_name_but_no_contact() -> None:
+def test_an_informational_call_needs_no_contact() -> None:
     caller = applicant(phone=None, email=None, postal_address=None)
 
     assert anonymity_refusal(caller, None, informational=True) is None
 
 
-def test_an_informational_call_without_a_name_is_refused_as_anonymous() -> None:
-    refusal = anonymity_refusal(
-        applicant(last_name="", phone=None, email=None, postal_address=None), None, True)
+def test_every_call_taken_is_journaled_so_an_informational_call_needs_no_name() -> None:
+    """[001: 15] «все звонки, принятые сотрудниками, фиксируются»; only registration needs
+    a name [002: 2.8.4]."""
+    nameless = applicant(last_name="", first_name="", phone=None, email=None,
+                         postal_address=None)
 
-    assert refusal is not None
-    assert refusal.code == "anonymous"
+    assert anonymity_refusal(nameless, None, True) is None
+
+
+def test_an_unproductive_call_journaled_only_needs_no_name() -> None:
+    """[001: appendix 2] the topic «Нерезультативный звонок»: journaled, nobody to answer."""
+    nameless = applicant(last_name="", first_name="", phone=None, email=None,
+                         postal_address=None)
+
+    assert anonymity_refusal(nameless, AnswerChannel.PHONE, False, journal_only=True) is None
+
+
+def test_a_call_to_register_without_a_name_is_still_anonymous() -> None:
+    """[002: 2.8.4] «Анонимные обращения … не регистрируются»."""
+    refusal = anonymity_refusal(applicant(last_name=""), AnswerChannel.PHONE, False)
+
+    assert refusal is not None and refusal.code == "anonymous"
     assert set(refusal.fields) == {"applicant.last_name"}
 
 

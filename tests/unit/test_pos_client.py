@@ -711,3 +711,16 @@ async def test_one_message_is_read_by_its_id_for_the_reconciliation(
     assert await client.get_update("999") is None  # ПОС does not know it
     with pytest.raises(Transient):
         await client.get_update("777")
+
+
+async def test_a_rerouted_appeal_is_created_as_a_new_message_under_a_key_of_its_own(
+        client: PosClient) -> None:
+    """A ПОС rejection re-routed by a supervisor needs a new registration: the abandoned
+    message keeps the appeal id, the new one is created under the re-route's key."""
+    appeal = make_appeal()
+    first = client.create_body(appeal)
+    appeal.reroutes = 1
+    rerouted = client.create_body(appeal)
+
+    assert first.external_id == "apl-0001"
+    assert rerouted.external_id == "apl-0001.r1"

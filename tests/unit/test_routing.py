@@ -140,6 +140,20 @@ def test_hotline_marker_replaces_the_default(router: Router) -> None:
     assert route.pos is not None and route.pos.text_prefix == "Телефон доверия главы"
 
 
+def test_the_prefix_is_per_hotline_and_the_112_marker_belongs_to_the_122_line(
+    router: Router,
+) -> None:
+    """[003] «каждое вводимое сообщение, начинать с пометки: «Центр мониторинга 112»» is
+    the 112/122 line's marker; another hotline's configured prefix wins; the default only
+    where a hotline has none."""
+    line_122 = router.route("Отопление", "122", informational=False)
+    doverie = router.route("Отопление", "doverie", informational=False)
+
+    assert line_122.pos is not None and doverie.pos is not None
+    assert line_122.pos.text_prefix == "Центр мониторинга 112"
+    assert doverie.pos.text_prefix != line_122.pos.text_prefix
+
+
 def test_subordinate_organization_is_addressed_through_its_parent() -> None:
     rule = replace(HEAT, pos=PosRuleTarget(101, 10101, CENTRE))
     route = Router(with_rules(rule), TOPICS).route("Отопление", "122", False)

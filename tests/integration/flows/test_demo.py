@@ -30,6 +30,10 @@ async def test_demo_runs_every_call_to_its_end(tmp_path: Path) -> None:
     assert "Ответ готов к передаче" in output
     assert "delivered" in output
     assert "Every call reached its end" in output
+    # Issue 13: an interim answer [002: 2.8.10] and a callback with a retry [001: 13].
+    assert "interim answer" in output and "answer expected by" in output
+    assert "callback try 1" in output and "callback retry" in output
+    assert "refused: too soon" in output
     assert (tmp_path / "gateway.db").is_file()  # the embedded default, in the working dir
     letters = mailbox.Maildir(str(tmp_path / "var" / "maildir"), create=False)
     assert len(letters) >= 3  # two requests for the stray dogs, one answer by e-mail

@@ -2,7 +2,7 @@
 attachments; the request's send time and late-answer reminder on appeals [004: 10]
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-28 02:10:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import gateway.storage.types
 
 revision: str = '0003'
-down_revision: str | None = '0001'
+down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
