@@ -106,6 +106,7 @@ class Gateway:
     app: web.Application
     reports: ReportService | None = None
     weekly_reports: WeeklyReportMailing | None = None
+    callbacks: CallbackDesk | None = None
 
     async def close(self) -> None:
         await self.intake.aclose()
@@ -218,7 +219,7 @@ def bootstrap(
         tokens,
     )
     return Gateway(settings, engine, storage, clock, outbox, intake, status, forwarding, pollers,
-                   sla, answers, mail, daemon, app, reports, weekly)
+                   sla, answers, mail, daemon, app, reports, weekly, callbacks)
 
 
 def build_reports(settings: Settings, config: ReportsConfig, engine: AsyncEngine, clock: Clock,

@@ -512,19 +512,20 @@ async def _pbx_import(settings: Settings, path: Path, hotline: str | None, kind:
     try:
         result = await import_pbx_calls(SqlPbxCalls(gateway.engine, gateway.outbox),
                                         parsed.calls, gateway.clock, settings.zone_of(code),
-                                        progress)
+                                        progress, callbacks=gateway.callbacks)
     finally:
         progress.done()
         await gateway.close()
     print(f"{parsed.source} CDR ({parsed.encoding}, {parsed.delimiter!r}): "
           f"{result.read} rows read, {result.new} new, {result.repeated} seen before; "
-          f"{result.to_call_back} missed calls to call back")
+          f"{result.to_call_back} missed calls to call back: {result.tasks_created} new "
+          f"callback tasks, {result.not_callable} too old or not a phone number")
     if parsed.ignored_columns:
         print(f"ignored unknown columns: {', '.join(parsed.ignored_columns)}")
     for bad in parsed.bad_rows:
         print(f"line {bad.line}: {bad.reason}")
     log.info("pbx.import", read=result.read, new=result.new, bad_rows=len(parsed.bad_rows),
-             to_call_back=result.to_call_back)
+             to_call_back=result.to_call_back, tasks_created=result.tasks_created)
     return 0 if not parsed.bad_rows else 1
 
 

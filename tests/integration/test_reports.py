@@ -25,6 +25,7 @@ from gateway.domain.ports import ExternalRef, OutgoingMail
 from gateway.domain.reporting import month, parse_period
 from gateway.domain.status import AppealStatus
 from gateway.services.pbx_import import import_pbx_calls
+from gateway.services.reports import missed_calls_to_call_back
 from gateway.services.unit_of_work import NewAppeal
 from gateway.storage.reports import SqlPbxCalls
 from gateway.storage.tables import deliveries, report_sends
@@ -244,10 +245,20 @@ async def test_pbx_import_is_idempotent_and_feeds_the_call_load_journal(build: B
     zone = gateway.settings.zone_of("122")
     calls = read_cdr(FIXTURES / "Master.csv", hotline="122", zone=zone).calls
     store = SqlPbxCalls(gateway.engine, gateway.outbox)
-    first = await import_pbx_calls(store, calls, gateway.clock, zone)
-    again = await import_pbx_calls(store, calls, gateway.clock, zone)
-    assert (first.new, first.to_call_back) == (6, 1)
-    assert (again.new, again.repeated) == (0, 6)
+    first = await import_pbx_calls(store, calls, gateway.clock, zone,
+                                   callbacks=gateway.callbacks)
+    again = await import_pbx_calls(store, calls, gateway.clock, zone,
+                                   callbacks=gateway.callbacks)
+    assert (first.new, first.to_call_back, first.tasks_created) == (6, 1, 1)
+    assert (again.new, again.repeated, again.tasks_created) == (0, 6, 0)
+    # [001: 13–14] the missed inbound call became one callback task, due by 12:00 next day.
+    assert gateway.callbacks is not None
+    worklist = await gateway.callbacks.worklist()
+    [task] = worklist.tasks
+    [missed] = missed_calls_to_call_back(calls, zone)
+    assert (task.hotline, task.missed_at) == ("122", missed.started_at)
+    due = task.due_at.astimezone(zone)
+    assert (due.hour, due.minute) == (12, 0) and due.date() > missed.started_at.date()
     # The gateway's own callback tries count as outgoing calls too.
     (appeal_id,) = await seed(gateway, 1, msk(2026, 11, 20, 10, 0))
     async with gateway.engine.begin() as conn:
