@@ -15,9 +15,6 @@ UIDVALIDITY is kept as the "mail" poller's cursor, which also puts the reader in
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
 import uuid
 from dataclasses import dataclass, field
 
@@ -28,7 +25,7 @@ from gateway.domain.mailbox import NotSendable, smtp_mailbox
 from gateway.domain.ports import Clock, IncomingMail, Mailbox
 from gateway.errors import GatewayError
 from gateway.services.official_answers import CallNotFound
-from gateway.services.polling import PollerHealth
+from gateway.services.polling import PollerHealth, keep_polling
 from gateway.services.unit_of_work import (
     NewAttachment,
     SentLetter,
@@ -62,6 +59,11 @@ class ReadResult:
     skipped: int = 0  # processed before
 
 
+def _reason(exc: Exception) -> str:
+    # Adapter errors say the phase, never an address or a subject.
+    return str(exc) if isinstance(exc, GatewayError | OSError) else type(exc).__name__
+
+
 def _address(value: str) -> str:
     try:
         return smtp_mailbox(value)
@@ -81,30 +83,9 @@ class MailReplies:
 
     async def run(self) -> None:
         """Poll until cancelled; a failed poll is recorded for /status and backed off."""
-        failures = 0
-        while True:
-            try:
-                async with self._storage.turn("mail") as ours:
-                    if ours:
-                        await self.read_once()
-                failures = 0
-                self.health.last_error = self.health.last_error_at = None
-                delay = self._interval_s
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - recorded, then tried again later
-                failures += 1
-                # Adapter errors say the phase, never an address or a subject.
-                reason = (str(exc) if isinstance(exc, GatewayError | OSError)
-                          else type(exc).__name__)[:300]
-                log.warning("mail.read_failed", error_type=type(exc).__name__)
-                now = self._clock.now()
-                self.health.last_error, self.health.last_error_at = reason, now
-                with contextlib.suppress(Exception):  # shown from memory if not written
-                    async with self._storage.write() as uow:
-                        await uow.cursors.record_error(CURSOR, reason, now)
-                delay = min(ERROR_BACKOFF_MAX_S, self._interval_s * 2 ** min(failures, 8))
-            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+        await keep_polling(self._storage, "mail", self.read_once, self.health, CURSOR,
+                           self._clock, self._interval_s, reason_of=_reason,
+                           max_backoff_s=ERROR_BACKOFF_MAX_S)
 
     async def read_once(self) -> ReadResult:
         """Every new message of the mailbox, one commit each; then the cursor."""

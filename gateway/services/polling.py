@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
@@ -80,24 +80,14 @@ class Poller:
 
     async def run(self) -> None:
         """Poll until cancelled; failures are recorded for /status and backed off."""
-        failures = 0
-        while True:
-            try:
-                async with self._storage.turn(f"poller.{self.system}") as ours:
-                    if ours:
-                        await self.poll_once()
-                        if self._reconcile_due():
-                            await self.reconcile()
-                failures = 0
-                self.health.last_error = self.health.last_error_at = None
-                delay = self._interval_s
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - recorded, then tried again later
-                failures += 1
-                await self._record_error(exc)
-                delay = min(ERROR_BACKOFF_MAX_S, self._interval_s * 2 ** min(failures, 8))
-            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+        await keep_polling(self._storage, f"poller.{self.system}", self._cycle, self.health,
+                           self.system, self._clock, self._interval_s,
+                           reason_of=_reason)
+
+    async def _cycle(self) -> None:
+        await self.poll_once()
+        if self._reconcile_due():
+            await self.reconcile()
 
     async def poll_once(self) -> CycleResult:
         async with self._storage.read() as uow:
@@ -153,11 +143,37 @@ class Poller:
         log.info("poll.reconciled", system=self.system, checked=checked, applied=applied)
         return ReconcileResult(checked, applied)
 
-    async def _record_error(self, exc: Exception) -> None:
-        now = self._clock.now()
-        reason = str(getattr(exc, "reason", None) or type(exc).__name__)[:300]
-        log.warning("poll.failed", system=self.system, error=reason)
-        self.health.last_error, self.health.last_error_at = reason, now
-        with contextlib.suppress(Exception):
-            async with self._storage.write() as uow:
-                await uow.cursors.record_error(self.system, reason, now)
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", None) or type(exc).__name__)
+
+
+async def keep_polling(storage: Storage, turn: str, once: Callable[[], Awaitable[object]],
+                       health: PollerHealth, cursor: str, clock: Clock, interval_s: float, *,
+                       reason_of: Callable[[Exception], str],
+                       max_backoff_s: float = ERROR_BACKOFF_MAX_S) -> None:
+    """Runs `once` every interval until cancelled, on this replica's turn only. A failure is
+    kept in `health` (shown by /status even when the database cannot take it), written to
+    the cursor row when it can be, and backed off exponentially up to `max_backoff_s`."""
+    failures = 0
+    while True:
+        try:
+            async with storage.turn(turn) as ours:
+                if ours:
+                    await once()
+            failures = 0
+            health.last_error = health.last_error_at = None
+            delay = interval_s
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded, then tried again later
+            failures += 1
+            reason, now = reason_of(exc)[:300], clock.now()
+            log.warning("poll.failed", source=cursor, error=reason)
+            health.last_error, health.last_error_at = reason, now
+            with contextlib.suppress(Exception):
+                async with storage.write() as uow:
+                    await uow.cursors.record_error(cursor, reason, now)
+            delay = min(max_backoff_s, interval_s * 2 ** min(failures, 8))
+        await asyncio.sleep(delay * random.uniform(0.9, 1.1))
