@@ -15,7 +15,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.appeal import (
@@ -42,6 +42,7 @@ from gateway.services.unit_of_work import (
     KnownCall,
     NewAppeal,
 )
+from gateway.storage.identity_map import IdentityMap
 from gateway.storage.tables import (
     appeal_status_history,
     appeals,
@@ -91,8 +92,8 @@ class SqlAppeals:
 
     def __init__(self, conn: AsyncConnection, *, for_update: bool) -> None:
         self._conn = conn
-        self._for_update = for_update
-        self._seen: dict[str, Appeal] = {}
+        self._rows = IdentityMap(conn, appeals, _from_row, for_update=for_update)
+        self._seen = self._rows.seen
         self._added: list[NewAppeal] = []
         self._with_related: set[str] = set()
 
@@ -109,26 +110,12 @@ class SqlAppeals:
     def added(self) -> Sequence[NewAppeal]:
         return list(self._added)
 
-    def _select(self, condition: Any) -> Select[Any]:
-        query = select(appeals).where(condition)
-        return query.with_for_update() if self._for_update else query
-
-    async def _load(self, condition: Any) -> list[Appeal]:
-        rows = (await self._conn.execute(self._select(condition))).mappings().all()
-        loaded = []
-        for row in rows:
-            known = self._seen.get(row["id"])
-            if known is None:
-                known = self._seen[row["id"]] = _from_row(row)
-            loaded.append(known)
-        return loaded
-
     # -- loading -------------------------------------------------------------------------
 
     async def get(self, appeal_id: str) -> Appeal | None:
         appeal = self._seen.get(appeal_id)
         if appeal is None:
-            found = await self._load(appeals.c.id == appeal_id)
+            found = await self._rows.load(appeals.c.id == appeal_id)
             if not found:
                 return None
             appeal = found[0]
@@ -160,16 +147,12 @@ class SqlAppeals:
         self._with_related.add(appeal.id)
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, Appeal]:
-        wanted = set(ids)
-        missing = wanted - self._seen.keys()
-        if missing:
-            await self._load(appeals.c.id.in_(sorted(missing)))
-        return {i: self._seen[i] for i in wanted if i in self._seen}
+        return await self._rows.get_many(ids)
 
     async def by_external(self, system: str, external_ids: Sequence[str]) -> dict[str, Appeal]:
         if not external_ids:
             return {}
-        loaded = await self._load(and_(appeals.c.external_system == system,
+        loaded = await self._rows.load(and_(appeals.c.external_system == system,
                                        appeals.c.external_id.in_(sorted(set(external_ids)))))
         return {a.external.id: a for a in loaded if a.external is not None}
 

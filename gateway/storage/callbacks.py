@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.callbacks import CallbackTask, CallbackTry, TaskState
+from gateway.storage.identity_map import IdentityMap
 from gateway.storage.tables import callback_tasks
 
 
@@ -22,8 +23,8 @@ class SqlCallbackTasks:
 
     def __init__(self, conn: AsyncConnection, *, for_update: bool) -> None:
         self._conn = conn
-        self._for_update = for_update
-        self._seen: dict[str, CallbackTask] = {}
+        self._rows = IdentityMap(conn, callback_tasks, _from_row, for_update=for_update)
+        self._seen = self._rows.seen
         self._added: list[CallbackTask] = []
 
     def add(self, task: CallbackTask) -> None:
@@ -36,34 +37,17 @@ class SqlCallbackTasks:
     def added(self) -> Sequence[CallbackTask]:
         return list(self._added)
 
-    def _select(self, condition: Any) -> Select[Any]:
-        query = select(callback_tasks).where(condition)
-        return query.with_for_update() if self._for_update else query
-
-    async def _load(self, condition: Any) -> list[CallbackTask]:
-        rows = (await self._conn.execute(self._select(condition))).mappings().all()
-        loaded = []
-        for row in rows:
-            known = self._seen.get(row["id"])
-            if known is None:
-                known = self._seen[row["id"]] = _from_row(row)
-            loaded.append(known)
-        return loaded
-
     async def get(self, task_id: str) -> CallbackTask | None:
         if task_id in self._seen:
             return self._seen[task_id]
-        found = await self._load(callback_tasks.c.id == task_id)
+        found = await self._rows.load(callback_tasks.c.id == task_id)
         return found[0] if found else None
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, CallbackTask]:
-        missing = set(ids) - self._seen.keys()
-        if missing:
-            await self._load(callback_tasks.c.id.in_(sorted(missing)))
-        return {i: self._seen[i] for i in ids if i in self._seen}
+        return await self._rows.get_many(ids)
 
     async def find(self, hotline: str, phone: str, missed_at: datetime) -> CallbackTask | None:
-        found = await self._load((callback_tasks.c.hotline == hotline)
+        found = await self._rows.load((callback_tasks.c.hotline == hotline)
                                  & (callback_tasks.c.phone == phone)
                                  & (callback_tasks.c.missed_at == missed_at))
         return found[0] if found else None
