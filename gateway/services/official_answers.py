@@ -8,8 +8,6 @@ same effect on the appeal through the same methods.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,6 +17,7 @@ from gateway.domain.appeal import Appeal
 from gateway.domain.ports import Clock
 from gateway.domain.route import Route
 from gateway.errors import GatewayError
+from gateway.services.loops import every
 from gateway.services.unit_of_work import Storage
 
 log = structlog.get_logger(__name__)
@@ -70,14 +69,7 @@ class OfficialAnswers:
         return appeal
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.remind_late()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - logged; the next sweep tries again
-                log.warning("request.sweep_failed", error_type=type(exc).__name__)
-            await asyncio.sleep(self._interval_s * random.uniform(0.9, 1.1))
+        await every(self._interval_s, self.remind_late, failed="request.sweep_failed")
 
     async def remind_late(self) -> list[str]:
         """[004: 10.2] every request whose answer is past its term: the appeal records it

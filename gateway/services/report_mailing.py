@@ -10,7 +10,6 @@ working calendar.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -20,6 +19,7 @@ import structlog
 
 from gateway.domain.ports import Attachment, Clock, Mailer, OutgoingMail
 from gateway.domain.reporting import BadPeriod, iso_week, previous_week
+from gateway.services.loops import every
 from gateway.services.reports import ReportService
 from outbox import Message, NewMessage, Permanent, Registration, RetryPolicy
 
@@ -69,12 +69,7 @@ class WeeklyReportMailing:
         return [Registration(target, action, self.send, WEEKLY_POLICY)]
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception as exc:  # noqa: BLE001 - logged; the next tick tries again
-                log.warning("reports.schedule_failed", error_type=type(exc).__name__)
-            await asyncio.sleep(self._interval_s)
+        await every(self._interval_s, self.tick, failed="reports.schedule_failed")
 
     async def tick(self) -> list[str]:
         """Enqueues every weekly send that is due and not yet recorded; their keys."""

@@ -8,8 +8,6 @@ replicas watching at once record every event exactly once.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +16,7 @@ import structlog
 
 from gateway.domain.appeal import OverdueKind
 from gateway.domain.ports import Clock
+from gateway.services.loops import every
 from gateway.services.unit_of_work import Storage, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -55,14 +54,7 @@ class SlaWatch:
         self._first_callback_due = first_callback_due
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - logged; the next sweep tries again
-                log.warning("sla.sweep_failed", error_type=type(exc).__name__)
-            await asyncio.sleep(self._interval_s * random.uniform(0.9, 1.1))
+        await every(self._interval_s, self.sweep, failed="sla.sweep_failed")
 
     async def sweep(self) -> SweepResult:
         """Every stored deadline, one kind at a time, in batches found by indexed queries."""
