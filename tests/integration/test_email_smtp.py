@@ -10,9 +10,10 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
-import importlib.util
+import shutil
 import socket
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -416,38 +417,18 @@ async def test_auth_with_the_right_password_delivers_and_a_wrong_one_is_transien
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 made with `cryptography`, when it is installed."""
-    if importlib.util.find_spec("cryptography") is None:
-        pytest.skip("STARTTLS test needs a self-signed certificate; the `cryptography` "
-                    "package is not installed and is not a project dependency")
-    import ipaddress
-
-    from cryptography import x509  # type: ignore[import-not-found,unused-ignore]
-    from cryptography.hazmat.primitives import hashes, serialization  # type: ignore[import-not-found,unused-ignore]
-    from cryptography.hazmat.primitives.asymmetric import ec  # type: ignore[import-not-found,unused-ignore]
-    from cryptography.x509.oid import NameOID  # type: ignore[import-not-found,unused-ignore]
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-sink")])
-    now = dt.datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    """A certificate for 127.0.0.1 made with the openssl command (as .ci/dovecot.sh does),
+    so the test needs no Python package for it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("STARTTLS test needs the openssl command to make a self-signed certificate")
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=gateway-sink",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-keyout", str(key_path), "-out", str(cert_path)],
+        check=True, capture_output=True, timeout=30)
     return cert_path, key_path
 
 
