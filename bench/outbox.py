@@ -36,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from config.settings import OutboxSettings
 from gateway.storage.database import create_engine
 from outbox import (
     Dispatcher,
@@ -125,6 +126,7 @@ def _settings(args: argparse.Namespace) -> DispatcherSettings:
     return DispatcherSettings(
         batch_size=args.batch,
         concurrency=args.concurrency,
+        target_concurrency=args.target_concurrency,
         lease_s=30.0,
         poll_interval_s=0.05,
     )
@@ -169,7 +171,7 @@ async def bench_noop(url: str, rows: int, workers: int, args: argparse.Namespace
     await seed(url, rows)
     procs = [
         spawn("--role", "worker", "--url", url, "--concurrency", str(args.concurrency),
-              "--batch", str(args.batch))
+              "--target-concurrency", str(args.target_concurrency), "--batch", str(args.batch))
         for _ in range(workers)
     ]
     for p in procs:
@@ -199,6 +201,7 @@ async def bench_noop(url: str, rows: int, workers: int, args: argparse.Namespace
         "per_worker_done": [w["done"] for w in per_worker],
         "batch_size": args.batch,
         "concurrency": args.concurrency,
+        "target_concurrency": args.target_concurrency,
     }
 
 
@@ -326,7 +329,8 @@ async def bench_rss(url: str, rows: int, args: argparse.Namespace) -> dict[str, 
     await seed(url, rows)
     seeded_in = time.perf_counter() - started
     proc = spawn("--role", "daemon", "--url", url, "--concurrency", str(args.concurrency),
-                 "--batch", str(args.batch), "--rss-seconds", str(args.rss_seconds))
+                 "--target-concurrency", str(args.target_concurrency), "--batch", str(args.batch),
+                 "--rss-seconds", str(args.rss_seconds))
     assert proc.stdout is not None
     proc.stdout.readline()
     samples = []
@@ -366,8 +370,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--http-rows", type=int, default=5_000)
     p.add_argument("--rss-rows", type=int, default=1_000_000)
     p.add_argument("--rss-seconds", type=float, default=20.0)
-    p.add_argument("--concurrency", type=int, default=500)
-    p.add_argument("--batch", type=int, default=250)
+    # The daemon's shipped defaults: the benchmark measures what a user runs.
+    shipped = OutboxSettings()
+    p.add_argument("--concurrency", type=int, default=shipped.concurrency)
+    p.add_argument("--target-concurrency", type=int, default=shipped.target_concurrency)
+    p.add_argument("--batch", type=int, default=shipped.batch_size)
     p.add_argument("--http-concurrency", type=int, default=32)
     p.add_argument("--pg-url", default=DEFAULT_PG_URL)
     p.add_argument("--sqlite-path", default=None)
