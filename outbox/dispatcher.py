@@ -251,7 +251,7 @@ class Dispatcher:
         self._active += 1
         entry.task = asyncio.create_task(self._execute(entry))
         if self.metrics is not None:
-            self.metrics.claimed.labels(message.target, message.action).inc()
+            self.metrics.of(message.target, message.action).claimed.inc()
 
     async def _execute(self, entry: _InFlight) -> None:
         try:
@@ -315,7 +315,7 @@ class Dispatcher:
         else:
             settlement = Settlement.done(m.lease)
         if self.metrics is not None:
-            self.metrics.handler_seconds.labels(m.target, m.action, outcome).observe(
+            self.metrics.of(m.target, m.action).handler_seconds(outcome).observe(
                 time.perf_counter() - started
             )
         self._finish(entry, settlement)
@@ -406,16 +406,16 @@ class Dispatcher:
                 verdict=settlement.verdict.value,
             )
             if self.metrics is not None:
-                self.metrics.rejected.labels(m.target, m.action).inc()
+                self.metrics.of(m.target, m.action).rejected.inc()
             return
         if self.metrics is None:
             return
         if settlement.verdict is Verdict.DONE:
-            self.metrics.completed.labels(m.target, m.action).inc()
+            self.metrics.of(m.target, m.action).completed.inc()
         elif settlement.verdict is Verdict.RETRY:
-            self.metrics.retried.labels(m.target, m.action).inc()
+            self.metrics.of(m.target, m.action).retried.inc()
         elif settlement.verdict is Verdict.DEAD:
-            self.metrics.dead_lettered.labels(m.target, m.action).inc()
+            self.metrics.of(m.target, m.action).dead_lettered.inc()
 
     # -- leases ------------------------------------------------------------------------
 
