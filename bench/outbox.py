@@ -12,6 +12,8 @@ Scenarios (targets from DESIGN.md §4):
 - http: an aiohttp server on loopback (own process); first a bare httpx client posts N
   requests, then the dispatcher delivers N outbox rows whose handler posts the same
   request with the same client settings. The figure is the ratio of the two rates.
+- enqueue: single-row intake, the common case: one transaction per row (the caller's
+  `store.transaction()` + `enqueue`), `--enqueue-concurrency` writers; rows/s.
 - rss: 1,000,000 pending rows, a daemon process running the dispatcher for a while;
   its peak RSS (target < 200 MB) and how many rows it completed meanwhile.
 
@@ -205,6 +207,39 @@ async def bench_noop(url: str, rows: int, workers: int, args: argparse.Namespace
     }
 
 
+# -- single-row enqueue --------------------------------------------------------------
+
+
+async def bench_enqueue(url: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
+    from outbox import NewMessage
+
+    await reset_table(url)
+    engine = create_engine(url, pool_size=8)
+    store = store_for(engine)
+    await store.reclaim_expired()  # pool and caches warm
+    counter = iter(range(rows))
+
+    async def writer() -> None:
+        for i in counter:
+            message = NewMessage(ordering_key=f"appeal-{i}", target=TARGET, action=ACTION,
+                                 payload={"appeal_id": i}, idempotency_key=f"appeal-{i}:x")
+            async with store.transaction() as conn:
+                await store.enqueue(conn, [message])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(args.enqueue_concurrency)))
+    elapsed = time.perf_counter() - started
+    pending = (await store.stats()).by_state["pending"]
+    await engine.dispose()
+    return {
+        "db": url.split("+")[0],
+        "rows": rows,
+        "writers": args.enqueue_concurrency,
+        "rows_per_s": round(rows / elapsed),
+        "all_pending": pending == rows,
+    }
+
+
 # -- HTTP ----------------------------------------------------------------------------
 
 
@@ -362,12 +397,15 @@ async def bench_rss(url: str, rows: int, args: argparse.Namespace) -> dict[str, 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.outbox", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", choices=["all", "noop", "http", "rss"], default="all")
+    p.add_argument("--scenario", choices=["all", "noop", "enqueue", "http", "rss"],
+                   default="all")
     p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: 1 on SQLite, 1 and 4 on PostgreSQL)")
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--http-rows", type=int, default=5_000)
+    p.add_argument("--enqueue-rows", type=int, default=5_000)
+    p.add_argument("--enqueue-concurrency", type=int, default=1)
     p.add_argument("--rss-rows", type=int, default=1_000_000)
     p.add_argument("--rss-seconds", type=float, default=20.0)
     # The daemon's shipped defaults: the benchmark measures what a user runs.
@@ -409,6 +447,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for n in counts:
                 runs.append(await bench_noop(url, args.rows, n, args))
         out["noop"] = runs
+    if args.scenario in ("all", "enqueue"):
+        out["enqueue"] = [await bench_enqueue(url, args.enqueue_rows, args) for url in dbs]
     if args.scenario in ("all", "http"):
         out["http"] = [await bench_http(url, args.http_rows, args) for url in dbs]
     if args.scenario in ("all", "rss"):

@@ -49,6 +49,19 @@ _t = outbox_messages
 _INSERT_ONE = insert(_t).returning(_t.c.id)
 
 
+_WAKE_AT_COMMIT = "outbox_wake_at_commit"
+
+
+def _wake_at_commit(conn: Connection) -> None:
+    subscribers = conn.info.pop(_WAKE_AT_COMMIT, None)
+    if subscribers is not None:
+        subscribers.wake()
+
+
+def _forget_wake(conn: Connection) -> None:
+    conn.info.pop(_WAKE_AT_COMMIT, None)
+
+
 class _Subscribers:
     """Events of everyone in this process waiting for new rows."""
 
@@ -239,12 +252,14 @@ class SqlOutboxStore(OutboxStore):
 
     async def _after_enqueue(self, conn: AsyncConnection) -> None:
         """Wake local dispatchers once the caller's transaction commits."""
-        subscribers = self._subscribers
-
-        def _committed(_conn: Connection) -> None:
-            subscribers.wake()
-
-        event.listen(conn.sync_connection, "commit", _committed, once=True)
+        # A mark read by one engine-wide listener: adding and removing a listener per
+        # transaction cost more than the single-row INSERT itself.
+        assert conn.sync_connection is not None
+        conn.sync_connection.info[_WAKE_AT_COMMIT] = self._subscribers
+        listening = self.engine.sync_engine
+        if not event.contains(listening, "commit", _wake_at_commit):
+            event.listen(listening, "commit", _wake_at_commit)
+            event.listen(listening, "rollback", _forget_wake)
 
     # -- leases ------------------------------------------------------------------------
 
