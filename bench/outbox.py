@@ -12,6 +12,8 @@ Scenarios (targets from DESIGN.md §4):
 - http: an aiohttp server on loopback (own process); first a bare httpx client posts N
   requests, then the dispatcher delivers N outbox rows whose handler posts the same
   request with the same client settings. The figure is the ratio of the two rates.
+- enqueue: single-row intake, the common case: one transaction per row (the caller's
+  `store.transaction()` + `enqueue`), `--enqueue-concurrency` writers; rows/s.
 - rss: 1,000,000 pending rows, a daemon process running the dispatcher for a while;
   its peak RSS (target < 200 MB) and how many rows it completed meanwhile.
 
@@ -36,6 +38,7 @@ from typing import Any
 
 import structlog
 
+from config.settings import OutboxSettings
 from gateway.storage.database import create_engine
 from outbox import (
     Dispatcher,
@@ -125,6 +128,7 @@ def _settings(args: argparse.Namespace) -> DispatcherSettings:
     return DispatcherSettings(
         batch_size=args.batch,
         concurrency=args.concurrency,
+        target_concurrency=args.target_concurrency,
         lease_s=30.0,
         poll_interval_s=0.05,
     )
@@ -169,7 +173,7 @@ async def bench_noop(url: str, rows: int, workers: int, args: argparse.Namespace
     await seed(url, rows)
     procs = [
         spawn("--role", "worker", "--url", url, "--concurrency", str(args.concurrency),
-              "--batch", str(args.batch))
+              "--target-concurrency", str(args.target_concurrency), "--batch", str(args.batch))
         for _ in range(workers)
     ]
     for p in procs:
@@ -199,6 +203,40 @@ async def bench_noop(url: str, rows: int, workers: int, args: argparse.Namespace
         "per_worker_done": [w["done"] for w in per_worker],
         "batch_size": args.batch,
         "concurrency": args.concurrency,
+        "target_concurrency": args.target_concurrency,
+    }
+
+
+# -- single-row enqueue --------------------------------------------------------------
+
+
+async def bench_enqueue(url: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
+    from outbox import NewMessage
+
+    await reset_table(url)
+    engine = create_engine(url, pool_size=8)
+    store = store_for(engine)
+    await store.reclaim_expired()  # pool and caches warm
+    counter = iter(range(rows))
+
+    async def writer() -> None:
+        for i in counter:
+            message = NewMessage(ordering_key=f"appeal-{i}", target=TARGET, action=ACTION,
+                                 payload={"appeal_id": i}, idempotency_key=f"appeal-{i}:x")
+            async with store.transaction() as conn:
+                await store.enqueue(conn, [message])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(args.enqueue_concurrency)))
+    elapsed = time.perf_counter() - started
+    pending = (await store.stats()).by_state["pending"]
+    await engine.dispose()
+    return {
+        "db": url.split("+")[0],
+        "rows": rows,
+        "writers": args.enqueue_concurrency,
+        "rows_per_s": round(rows / elapsed),
+        "all_pending": pending == rows,
     }
 
 
@@ -326,7 +364,8 @@ async def bench_rss(url: str, rows: int, args: argparse.Namespace) -> dict[str, 
     await seed(url, rows)
     seeded_in = time.perf_counter() - started
     proc = spawn("--role", "daemon", "--url", url, "--concurrency", str(args.concurrency),
-                 "--batch", str(args.batch), "--rss-seconds", str(args.rss_seconds))
+                 "--target-concurrency", str(args.target_concurrency), "--batch", str(args.batch),
+                 "--rss-seconds", str(args.rss_seconds))
     assert proc.stdout is not None
     proc.stdout.readline()
     samples = []
@@ -358,16 +397,22 @@ async def bench_rss(url: str, rows: int, args: argparse.Namespace) -> dict[str, 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.outbox", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", choices=["all", "noop", "http", "rss"], default="all")
+    p.add_argument("--scenario", choices=["all", "noop", "enqueue", "http", "rss"],
+                   default="all")
     p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: 1 on SQLite, 1 and 4 on PostgreSQL)")
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--http-rows", type=int, default=5_000)
+    p.add_argument("--enqueue-rows", type=int, default=5_000)
+    p.add_argument("--enqueue-concurrency", type=int, default=1)
     p.add_argument("--rss-rows", type=int, default=1_000_000)
     p.add_argument("--rss-seconds", type=float, default=20.0)
-    p.add_argument("--concurrency", type=int, default=500)
-    p.add_argument("--batch", type=int, default=250)
+    # The daemon's shipped defaults: the benchmark measures what a user runs.
+    shipped = OutboxSettings()
+    p.add_argument("--concurrency", type=int, default=shipped.concurrency)
+    p.add_argument("--target-concurrency", type=int, default=shipped.target_concurrency)
+    p.add_argument("--batch", type=int, default=shipped.batch_size)
     p.add_argument("--http-concurrency", type=int, default=32)
     p.add_argument("--pg-url", default=DEFAULT_PG_URL)
     p.add_argument("--sqlite-path", default=None)
@@ -402,6 +447,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for n in counts:
                 runs.append(await bench_noop(url, args.rows, n, args))
         out["noop"] = runs
+    if args.scenario in ("all", "enqueue"):
+        out["enqueue"] = [await bench_enqueue(url, args.enqueue_rows, args) for url in dbs]
     if args.scenario in ("all", "http"):
         out["http"] = [await bench_http(url, args.http_rows, args) for url in dbs]
     if args.scenario in ("all", "rss"):

@@ -150,8 +150,11 @@ class ImapSettings(BaseModel):
 
 
 class OutboxSettings(BaseModel):
-    batch_size: int = Field(default=100, ge=1, le=5000)
-    concurrency: int = Field(default=32, ge=1, le=1024)
+    # Wide batches make a drain cheap per row; `target_concurrency` keeps what reaches one
+    # remote system (ПОС, «Дело», the mail server) at 32 requests at a time.
+    batch_size: int = Field(default=250, ge=1, le=5000)
+    concurrency: int = Field(default=256, ge=1, le=1024)
+    target_concurrency: int = Field(default=32, ge=1, le=1024)
     lease_s: float = Field(default=60.0, gt=1)
     poll_interval_s: float = Field(default=0.5, gt=0)
 

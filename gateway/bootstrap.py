@@ -164,6 +164,7 @@ def bootstrap(
         settings=DispatcherSettings(
             batch_size=settings.outbox.batch_size,
             concurrency=settings.outbox.concurrency,
+            target_concurrency=settings.outbox.target_concurrency,
             lease_s=settings.outbox.lease_s,
             poll_interval_s=settings.outbox.poll_interval_s,
         ),

@@ -53,6 +53,29 @@ class _RowsCollector(Collector):
         yield oldest
 
 
+class ActionMetrics:
+    """The label children of one (target, action)."""
+
+    __slots__ = ("_handler", "_labels", "_seconds", "claimed", "completed", "dead_lettered",
+                 "rejected", "retried")
+
+    def __init__(self, metrics: OutboxMetrics, target: str, action: str) -> None:
+        self.claimed = metrics.claimed.labels(target, action)
+        self.completed = metrics.completed.labels(target, action)
+        self.retried = metrics.retried.labels(target, action)
+        self.dead_lettered = metrics.dead_lettered.labels(target, action)
+        self.rejected = metrics.rejected.labels(target, action)
+        self._handler = metrics.handler_seconds
+        self._labels = (target, action)
+        self._seconds: dict[str, Histogram] = {}
+
+    def handler_seconds(self, outcome: str) -> Histogram:
+        child = self._seconds.get(outcome)
+        if child is None:
+            child = self._seconds[outcome] = self._handler.labels(*self._labels, outcome)
+        return child
+
+
 class OutboxMetrics:
     """The outbox's metrics. Pass the gateway's registry, or expose `.registry`."""
 
@@ -102,6 +125,16 @@ class OutboxMetrics:
         )
         self._rows = _RowsCollector()
         self.registry.register(self._rows)
+        self._children: dict[tuple[str, str], ActionMetrics] = {}
+
+    def of(self, target: str, action: str) -> ActionMetrics:
+        """The counters of one (target, action), looked up once: `.labels()` costs a
+        lock and a dict walk per call, and the dispatcher counts every row."""
+        key = (target, action)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = ActionMetrics(self, target, action)
+        return child
 
     def observe_stats(self, stats: OutboxStats) -> None:
         self._rows.stats = stats

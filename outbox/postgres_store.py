@@ -57,6 +57,12 @@ class PostgresOutboxStore(SqlOutboxStore):
             return super()._now()
         return cast(func.extract("epoch", func.now()), Float)
 
+    def _now_sql(self) -> ColumnElement[float]:
+        return super()._now_sql() if self._clock is not None else self._now()
+
+    def _now_params(self) -> dict[str, Any]:
+        return super()._now_params() if self._clock is not None else {}
+
     async def _after_enqueue(self, conn: AsyncConnection) -> None:
         # Delivered at commit, to every listening replica (this process included).
         await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": self.channel})

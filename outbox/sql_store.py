@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Update,
     and_,
+    bindparam,
     event,
     func,
     insert,
@@ -41,6 +43,23 @@ from outbox.schema import State, outbox_messages
 from outbox.store import OutboxStore
 
 _t = outbox_messages
+
+# The statements every row passes through are built once (constructing one costs more
+# than SQLAlchemy's cached compile of it); values travel as parameters.
+_INSERT_ONE = insert(_t).returning(_t.c.id)
+
+
+_WAKE_AT_COMMIT = "outbox_wake_at_commit"
+
+
+def _wake_at_commit(conn: Connection) -> None:
+    subscribers = conn.info.pop(_WAKE_AT_COMMIT, None)
+    if subscribers is not None:
+        subscribers.wake()
+
+
+def _forget_wake(conn: Connection) -> None:
+    conn.info.pop(_WAKE_AT_COMMIT, None)
 
 
 class _Subscribers:
@@ -131,6 +150,37 @@ class SqlOutboxStore(OutboxStore):
         """The time lease comparisons use, as SQL (a bound value unless overridden)."""
         return literal(self.app_now(), Float)
 
+    def _now_sql(self) -> ColumnElement[float]:
+        """`_now()` for statements built once: the parameter `now` unless overridden,
+        filled in by `_now_params()`."""
+        return bindparam("now", type_=Float)
+
+    def _now_params(self) -> dict[str, Any]:
+        return {"now": self.app_now()}
+
+    def _settle_done_stmt(self) -> Update:
+        stmt = self.__dict__.get("_settle_done")
+        if stmt is None:
+            now = self._now_sql()
+            stmt = self.__dict__["_settle_done"] = (
+                update(_t)
+                .where(
+                    _t.c.id.in_(bindparam("ids", expanding=True)),
+                    _t.c.attempts == bindparam("attempt"),
+                    _t.c.state == State.LEASED.value,
+                    _t.c.lease_owner == bindparam("owner"),
+                )
+                .values(
+                    state=State.DONE.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+                .returning(_t.c.id)
+            )
+        return stmt
+
     # -- writing helpers ---------------------------------------------------------------
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
@@ -187,7 +237,7 @@ class SqlOutboxStore(OutboxStore):
             for m in messages
         ]
         if len(rows) == 1:
-            result = await conn.execute(insert(_t).returning(_t.c.id), rows[0])
+            result = await conn.execute(_INSERT_ONE, rows[0])
             ids = [result.scalar_one()]
         else:
             ids = await self._insert_many(conn, rows)
@@ -202,12 +252,14 @@ class SqlOutboxStore(OutboxStore):
 
     async def _after_enqueue(self, conn: AsyncConnection) -> None:
         """Wake local dispatchers once the caller's transaction commits."""
-        subscribers = self._subscribers
-
-        def _committed(_conn: Connection) -> None:
-            subscribers.wake()
-
-        event.listen(conn.sync_connection, "commit", _committed, once=True)
+        # A mark read by one engine-wide listener: adding and removing a listener per
+        # transaction cost more than the single-row INSERT itself.
+        assert conn.sync_connection is not None
+        conn.sync_connection.info[_WAKE_AT_COMMIT] = self._subscribers
+        listening = self.engine.sync_engine
+        if not event.contains(listening, "commit", _wake_at_commit):
+            event.listen(listening, "commit", _wake_at_commit)
+            event.listen(listening, "rollback", _forget_wake)
 
     # -- leases ------------------------------------------------------------------------
 
@@ -243,25 +295,10 @@ class SqlOutboxStore(OutboxStore):
             by_attempt: dict[int, list[int]] = {}
             for lease in done:
                 by_attempt.setdefault(lease.attempt, []).append(lease.id)
+            done_stmt = self._settle_done_stmt()
             for attempt, ids in by_attempt.items():
-                stmt = (
-                    update(_t)
-                    .where(
-                        _t.c.id.in_(ids),
-                        _t.c.attempts == attempt,
-                        _t.c.state == State.LEASED.value,
-                        _t.c.lease_owner == owner,
-                    )
-                    .values(
-                        state=State.DONE.value,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        finished_at=now,
-                        updated_at=now,
-                    )
-                    .returning(_t.c.id)
-                )
-                accepted.update(r[0] for r in await conn.execute(stmt))
+                params = {"ids": ids, "attempt": attempt, "owner": owner, **self._now_params()}
+                accepted.update(r[0] for r in await conn.execute(done_stmt, params))
             for s in others:
                 values: dict[str, Any] = {
                     "lease_owner": None,

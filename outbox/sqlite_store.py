@@ -12,7 +12,17 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    String,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from outbox.messages import Message
@@ -33,6 +43,7 @@ class SQLiteOutboxStore(SqlOutboxStore):
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] | None = None) -> None:
         super().__init__(engine, clock=clock)
         self._write_lock = asyncio.Lock()
+        self._claim_stmt = self._claim_sql()
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -46,7 +57,7 @@ class SQLiteOutboxStore(SqlOutboxStore):
         result = await conn.execute(insert(_t).returning(_t.c.id), rows)
         return sorted(r[0] for r in result)
 
-    def _due_ids(self, now: ColumnElement[float], limit: int) -> Any:
+    def _due_ids(self, now: ColumnElement[float], limit: Any) -> Any:
         m = _t.alias("m")
         p = _t.alias("p")
         # The head of the appeal: its first unfinished row. A correlated scalar subquery
@@ -70,9 +81,7 @@ class SQLiteOutboxStore(SqlOutboxStore):
             .limit(limit)
         )
 
-    def _lease_values(
-        self, owner: str, now: ColumnElement[float], lease_s: float
-    ) -> dict[str, Any]:
+    def _lease_values(self, owner: Any, now: ColumnElement[float], lease_s: Any) -> dict[str, Any]:
         return {
             "state": State.LEASED.value,
             "lease_owner": owner,
@@ -81,13 +90,19 @@ class SQLiteOutboxStore(SqlOutboxStore):
             "updated_at": now,
         }
 
-    async def claim(self, owner: str, limit: int, lease_s: float) -> list[Message]:
-        now = self._now()
-        stmt = (
+    def _claim_sql(self) -> Any:
+        """Built once (it runs for every batch); owner, limit, lease and now are parameters."""
+        now = self._now_sql()
+        limit = bindparam("limit", type_=Integer)
+        return (
             update(_t)
             .where(_t.c.id.in_(self._due_ids(now, limit).scalar_subquery()))
-            .values(**self._lease_values(owner, now, lease_s))
+            .values(**self._lease_values(bindparam("owner", type_=String), now,
+                                         bindparam("lease_s", type_=Float)))
             .returning(*CLAIM_RETURNS)
         )
+
+    async def claim(self, owner: str, limit: int, lease_s: float) -> list[Message]:
+        params = {"owner": owner, "limit": limit, "lease_s": lease_s, **self._now_params()}
         async with self._write() as conn:
-            return [claimed_message(r) for r in await conn.execute(stmt)]
+            return [claimed_message(r) for r in await conn.execute(self._claim_stmt, params)]

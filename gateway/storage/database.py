@@ -75,11 +75,23 @@ def create_engine(
     # which the API answers with 503 and Retry-After; the connection stays usable.
     server_settings = {"statement_timeout": _ms(timeouts.statement_s),
                        "lock_timeout": _ms(timeouts.lock_s)}
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size,
         pool_timeout=max(timeouts.lock_s, timeouts.connect_s, 1.0) * 2,
         connect_args={"server_settings": server_settings, "timeout": timeouts.connect_s},
         hide_parameters=True)
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # Instead of pool_pre_ping, whose round trip per checkout halved single-row
+        # intake: asyncpg already knows, without asking the server, that the server hung
+        # up (restart, terminated backend); the pool then opens a fresh connection. A
+        # connection that dies silently fails on use: the pool invalidates it and the
+        # request gets 503 "connection_lost" (unavailable_reason), the outbox retries.
+        if dbapi_connection.driver_connection.is_closed():
+            raise exc.DisconnectionError("the server closed this connection")
+
+    return engine
 
 
 # PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": the request may be retried.

@@ -3,6 +3,7 @@ PostgreSQL failures; and that the PostgreSQL engine carries its time bounds."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -102,3 +103,27 @@ async def test_postgres_engine_has_lock_and_statement_timeouts(postgres_url: str
         await engine.dispose()
 
     assert (statement, lock) == ("12s", "3s")
+
+
+@pytest.mark.postgres
+async def test_postgres_connection_the_server_closed_is_replaced_at_checkout(
+        postgres_url: str) -> None:
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+        other = create_engine(postgres_url)
+        async with other.connect() as killer:
+            await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await other.dispose()
+        for _ in range(200):  # the pooled connection hears the server hang up
+            if driver.is_closed():
+                break
+            await asyncio.sleep(0.01)
+
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+    finally:
+        await engine.dispose()

@@ -282,6 +282,30 @@ async def test_handlers_run_concurrently_up_to_the_bound() -> None:
     assert all(r.state is State.DONE for r in store.rows.values())
 
 
+async def test_one_target_gets_at_most_target_concurrency_handlers_at_once() -> None:
+    store = InMemoryStore()
+    running: dict[str, int] = {"pos": 0, "delo": 0}
+    peak: dict[str, int] = {"pos": 0, "delo": 0}
+
+    async def handler(m: Message) -> None:
+        running[m.target] += 1
+        peak[m.target] = max(peak[m.target], running[m.target])
+        await asyncio.sleep(0.01)
+        running[m.target] -= 1
+
+    await store.enqueue(None, [
+        NewMessage(ordering_key=f"{t}{i}", target=t, action="register", payload={},
+                   idempotency_key=f"{t}{i}:register")
+        for t in ("pos", "delo") for i in range(30)
+    ])
+    handlers = Handlers([Registration(t, "register", handler, NO_JITTER) for t in ("pos", "delo")])
+    settings = DispatcherSettings(batch_size=50, concurrency=40, target_concurrency=4,
+                                  poll_interval_s=0.01)
+    await Dispatcher(store, handlers, settings=settings).drain()
+    assert peak == {"pos": 4, "delo": 4}
+    assert all(r.state is State.DONE for r in store.rows.values())
+
+
 async def test_heartbeat_keeps_a_slow_handlers_lease_so_nobody_reclaims_it() -> None:
     store = InMemoryStore()  # real clock: leases really expire without heartbeats
     runs: list[str] = []
