@@ -175,7 +175,7 @@ def bootstrap(
             system, source, storage, clock, zone_of=settings.zone_of,
             interval_s=_poll_interval(settings, system), page_size=_page_size(settings, system),
             reader=adapters.readers.get(system),
-            reconcile_every_s=settings.pos.reconcile_interval_s if system == "pos" else 0.0,
+            reconcile_every_s=_reconcile_every(settings, system),
         )
         for system, source in adapters.sources.items()
     }
@@ -259,7 +259,15 @@ def build_adapters(settings: Settings) -> Adapters:
     from adapters.email.letters import LetterTemplates, TemplateLetters
 
     built = Adapters()
-    if settings.pos.base_url:
+    if settings.pos.base_url and settings.pos.dialect == "eas":
+        from adapters.pos import factory as pos_factory
+
+        eas = pos_factory.build_eas(settings.pos)
+        # No list and no delivery confirmation in EAS: read per open appeal, deliveries
+        # stay local (confirmed in ПОС's own UI by ministry staff).
+        built.registrars["pos"] = built.sources["pos"] = built.readers["pos"] = eas
+        built.closers.append(eas.aclose)
+    elif settings.pos.base_url:
         from adapters.pos import factory as pos_factory
 
         pos = pos_factory.build(settings.pos)
@@ -290,6 +298,15 @@ def build_adapters(settings: Settings) -> Adapters:
     if built.mailbox is not None:
         built.closers.append(built.mailbox.aclose)
     return built
+
+
+def _reconcile_every(settings: Settings, system: str) -> float:
+    """For EAS the per-appeal walk is the only reading; each appeal is read when due."""
+    if system != "pos":
+        return 0.0
+    if settings.pos.dialect == "eas":
+        return settings.pos.eas.poll_tick_s
+    return settings.pos.reconcile_interval_s
 
 
 def _poll_interval(settings: Settings, system: str) -> float:

@@ -94,6 +94,7 @@ class ApplicantIn(_Strict):
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
     email: EmailStr | None = None
     postal_address: Long | None = None
+    epgu_id: Annotated[int, Field(ge=1, le=10**15)] | None = None
 
     def to_domain(self) -> Applicant:
         return Applicant(
@@ -103,6 +104,7 @@ class ApplicantIn(_Strict):
             phone=self.phone or None,
             email=str(self.email) if self.email else None,
             postal_address=self.postal_address or None,
+            epgu_id=self.epgu_id,
         )
 
 

@@ -220,6 +220,9 @@ class Applicant:
     phone: str | None = None  # E.164
     email: str | None = None
     postal_address: str | None = None
+    # The caller's Госуслуги (ЕСИА) account id: optional here, required by ПОС's EAS
+    # dialect (pos-eas.md §4.1), which the router keeps calls without it away from.
+    epgu_id: int | None = None
 
     @property
     def full_name(self) -> str:
