@@ -61,7 +61,7 @@ def ambiguous_reason(appeal: Appeal, prefix: str, what: str) -> str:
     received = _utc(appeal.received_at).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (f"{AMBIGUOUS} {what}; the appeal may exist in ПОС. Check in ПОС for "
             f"«{marker(appeal, prefix)}» (created {received}); found: record its ПОС id "
-            "(gateway pos found / POST /api/v1/appeals/{id}/pos-record), not there: "
+            "(gateway outbox found / POST /api/v1/calls/{id}/pos-record), not there: "
             "re-drive this row")
 
 

@@ -314,3 +314,10 @@ class ExtensionIn(_Strict):
 
 class AssignIn(_Strict):
     call_id: Required128
+
+
+class FoundInPos(_Strict):
+    """POST /api/v1/calls/{id}/pos-record: the ПОС id a person found for a parked create."""
+
+    pos_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=32, pattern=r"^[0-9]+$")]
