@@ -244,7 +244,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _adapters_complete(self) -> Settings:
-        if self.pos.base_url and self.pos.token is None:
+        if self.pos.base_url and self.pos.dialect == "eas":
+            eas = self.pos.eas
+            missing = [name for name in ("client_id", "client_secret", "oauth_client",
+                                         "oauth_secret", "region_id")
+                       if getattr(eas, name) is None]
+            if missing:
+                names = ", ".join(f"GATEWAY_POS__EAS__{m.upper()}" for m in missing)
+                raise ValueError(f"the EAS dialect needs {names}")
+        elif self.pos.base_url and self.pos.token is None:
             raise ValueError("pos.token (GATEWAY_POS__TOKEN) is required with pos.base_url")
         if self.delo.base_url and (self.delo.username is None or self.delo.password is None):
             raise ValueError("delo.username and delo.password (GATEWAY_DELO__USERNAME, "

@@ -24,6 +24,11 @@ _PAGE = 500
 AMBIGUOUS = "ambiguous:"
 
 
+def is_parked(last_error: str | None) -> bool:
+    """A create parked as ambiguous (the outbox prefixes the outcome's kind)."""
+    return (last_error or "").removeprefix("permanent:").lstrip().startswith(AMBIGUOUS)
+
+
 class NotDead(Exception):
     """Only dead rows can be re-driven."""
 
@@ -67,7 +72,7 @@ class OutboxAdmin:
             if len(page) < _PAGE:
                 break
             after = page[-1].id
-        parked = [row for row in dead if (row.last_error or "").startswith(AMBIGUOUS)]
+        parked = [row for row in dead if is_parked(row.last_error)]
         if not parked:
             count = await self._outbox.redrive_all_dead()
             appeals = await self._after_redrive(dead, actor, {"count": count})
