@@ -104,6 +104,10 @@ class PosEasSettings(BaseModel):
     rate_per_hour: float = Field(default=1800.0, gt=0)
     # How often the per-appeal poller walks the open appeals; each is read only when due.
     poll_tick_s: float = Field(default=300.0, gt=0)
+    # E-mail authorities (ids of routing.toml's [[email.authority]]) that take ПОС-bound
+    # calls without the caller's Госуслуги id: EAS requires epguId (pos-eas.md §4.1).
+    # Empty: such calls reach the adapter and fail with that reason for a person to handle.
+    no_epgu_email: list[str] = Field(default_factory=list)
 
 
 class PosSettings(BaseModel):

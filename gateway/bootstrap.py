@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gateway
 from config.calendar import build_work_calendar
 from config.deadlines import load_deadline_policies
+from config.errors import ConfigError
 from config.reports import ReportsConfig, load_reports_config
 from config.routing import load_router
 from config.settings import Settings, parse_api_tokens
@@ -39,6 +40,8 @@ from gateway.domain.ports import (
     WorkCalendar,
 )
 from gateway.domain.reporting import WorkingHours
+from gateway.domain.route import EmailTarget, EpguFallback, Route, TargetSystem
+from gateway.domain.routing import Router, default_deadline_policy
 from gateway.services.callbacks import CallbackDesk
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
@@ -147,6 +150,7 @@ def bootstrap(
     intake = IntakeService(
         storage=storage, routes=routes, deadlines=deadlines, clock=clock,
         hotlines=frozenset(h.code for h in settings.hotlines),
+        epgu_fallback=epgu_fallback(settings, routes),
     )
     forwarding = Forwarding(
         storage, clock, registrars=adapters.registrars, confirmers=adapters.confirmers,
@@ -220,6 +224,25 @@ def bootstrap(
     )
     return Gateway(settings, engine, storage, clock, outbox, intake, status, forwarding, pollers,
                    sla, answers, mail, daemon, app, reports, weekly, callbacks)
+
+
+def epgu_fallback(settings: Settings, routes: RoutePlanner) -> EpguFallback | None:
+    """Under the EAS dialect, where ПОС-bound calls without an epguId go (pos-eas.md §9.5)."""
+    if settings.pos.dialect != "eas" or not settings.pos.eas.no_epgu_email:
+        return None
+    if not isinstance(routes, Router):
+        return None
+    authorities = []
+    for authority_id in settings.pos.eas.no_epgu_email:
+        found = routes.table.authority(authority_id)
+        if found is None:
+            raise ConfigError(f"pos.eas.no_epgu_email names {authority_id!r}, which is not an "
+                              "e-mail authority of the routing table")
+        authorities.append(found)
+    return EpguFallback(Route(
+        system=TargetSystem.EMAIL, executor="; ".join(a.name for a in authorities),
+        email=tuple(EmailTarget(a.name, a.recipients) for a in authorities),
+        deadline_policy=default_deadline_policy(TargetSystem.EMAIL)))
 
 
 def build_reports(settings: Settings, config: ReportsConfig, engine: AsyncEngine, clock: Clock,

@@ -83,7 +83,8 @@ async def eas_flow(tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[EasFl
                     eas=PosEasSettings(
                         client_id=SecretStr("sim-client"), client_secret=SecretStr("sim-secret"),
                         oauth_client=SecretStr("sim-oauth"),
-                        oauth_secret=SecretStr("sim-oauth-secret"), region_id=73)),
+                        oauth_secret=SecretStr("sim-oauth-secret"), region_id=73,
+                        no_epgu_email=["gzhi"])),
                 outbox=OutboxSettings(concurrency=4, lease_s=30.0, poll_interval_s=0.05),
             )
             clock = ManualClock(now_minute())
@@ -171,3 +172,18 @@ async def test_status_is_read_per_appeal_and_send_response_is_answer_ready(
     assert result.checked == 1
     answered = await flow.get(accepted["id"])
     assert answered["status"] == "answer_ready"
+
+
+async def test_a_call_without_epgu_id_takes_the_fallback_with_the_reason_recorded(
+        eas_flow: Callable[[], Awaitable[EasFlow]]) -> None:
+    flow = await eas_flow()
+    accepted = await flow.post_call()  # the caller has no Госуслуги id
+
+    appeal = await flow.get(accepted["id"])
+
+    assert appeal["route"]["system"] == "email"
+    assert "epguId" in (appeal["history"][0]["note"] or "")
+    await flow.drain()
+    assert flow.sim.creates.total() == 0
+    with_id = await flow.post_call(epgu_id=EPGU)
+    assert (await flow.get(with_id["id"]))["route"]["system"] == "pos"
