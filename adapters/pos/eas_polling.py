@@ -81,7 +81,9 @@ class PollSchedule:
         age_days = (now - created_at).total_seconds() / 86_400 if created_at else 0.0
         base = s.young_s if age_days < 1 else s.middle_s if age_days < 7 else s.old_s
         base *= float(2 ** min(unchanged, s.max_backoff_steps))
-        if answer_at is not None and (answer_at - now).total_seconds() < \
+        # Just before ПОС's own deadline the answer is most likely: read more often. Past
+        # it, the back-off applies again (an overdue appeal is not read hourly forever).
+        if answer_at is not None and 0 <= (answer_at - now).total_seconds() < \
                 s.near_deadline_days * 86_400:
             base = min(base, s.near_deadline_s)
         return min(base, s.max_interval_s)
