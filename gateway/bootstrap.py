@@ -34,6 +34,7 @@ from gateway.domain.ports import (
     LetterComposer,
     Mailbox,
     Mailer,
+    ReadBacklog,
     RecordReader,
     Registrar,
     StatusSource,
@@ -183,6 +184,10 @@ def bootstrap(
         )
         for system, source in adapters.sources.items()
     }
+    for system, poller in pollers.items():
+        reader = adapters.readers.get(system)
+        if isinstance(reader, ReadBacklog):
+            poller.health.due_lag_s = reader.due_lag_s
     callbacks = CallbackDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
                              settings.zone_of, frozenset(h.code for h in settings.hotlines))
     sla = SlaWatch(storage, clock, first_callback_due=callbacks.first_due)

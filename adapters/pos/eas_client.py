@@ -267,6 +267,10 @@ class EasClient:
 
     # --- reading: per appeal, budgeted ---------------------------------------------------
 
+    def due_lag_s(self, now: datetime) -> float:
+        """The port ReadBacklog: /status shows how far per-appeal reads are behind."""
+        return self.schedule.lag_s(now)
+
     async def fetch_updates(self, cursor: str | None, limit: int) -> UpdatesPage:
         """EAS has no list: nothing to page through. Open appeals are read by `get_update`."""
         return UpdatesPage(updates=(), next_cursor=None, resume_from=cursor)

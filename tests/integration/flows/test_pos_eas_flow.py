@@ -172,6 +172,8 @@ async def test_status_is_read_per_appeal_and_send_response_is_answer_ready(
     assert result.checked == 1
     answered = await flow.get(accepted["id"])
     assert answered["status"] == "answer_ready"
+    response = await flow.client.get("/status", headers=ADMIN)
+    assert (await response.json())["pollers"]["pos"]["due_lag_s"] == 0.0  # terminal: not due
 
 
 async def test_a_call_without_epgu_id_takes_the_fallback_with_the_reason_recorded(
