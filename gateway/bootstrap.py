@@ -291,9 +291,10 @@ def build_adapters(settings: Settings) -> Adapters:
         from adapters.pos import factory as pos_factory
 
         eas = pos_factory.build_eas(settings.pos)
-        # No list and no delivery confirmation in EAS: read per open appeal, deliveries
-        # stay local (confirmed in ПОС's own UI by ministry staff).
+        # No list and no delivery confirmation in EAS: read per open appeal; a delivery
+        # stays local and its row is left as "confirm in ПОС" for ministry staff.
         built.registrars["pos"] = built.sources["pos"] = built.readers["pos"] = eas
+        built.confirmers["pos"] = eas
         built.closers.append(eas.aclose)
     elif settings.pos.base_url:
         from adapters.pos import factory as pos_factory

@@ -37,12 +37,13 @@ from adapters.pos import eas_wire as wire
 from adapters.pos.client import message_text
 from adapters.pos.eas_mapping import EasMapping, load_eas_mapping
 from adapters.pos.eas_polling import PollSchedule, RateCap, ScheduleSettings
-from gateway.domain.appeal import Appeal
+from gateway.domain.appeal import Appeal, DeliveryChannel
 from gateway.domain.ports import Answer, ExternalRef, ExternalUpdate, UpdatesPage
 from outbox import Permanent, Transient
 
 SYSTEM = "pos"
 AMBIGUOUS = "ambiguous:"  # how a parked create's reason starts; people resolve it
+CONFIRM_IN_POS = "confirm in ПОС:"  # a delivery for ministry staff to confirm in ПОС's UI
 
 log = structlog.get_logger(__name__)
 
@@ -266,6 +267,16 @@ class EasClient:
             del self._not_sent[next(iter(self._not_sent))]
 
     # --- reading: per appeal, budgeted ---------------------------------------------------
+
+    # --- DeliveryConfirmer: none in EAS ------------------------------------------------
+
+    async def confirm_delivery(self, external_id: str, channel: DeliveryChannel,
+                               confirmed_at: datetime, comment: str | None = None) -> None:
+        """EAS has no delivery confirmation (pos-eas.md §9.4): the delivery stays recorded
+        locally and the row ends among the dead letters as the worklist item
+        "confirm in ПОС" for ministry staff, who confirm it in ПОС's own UI."""
+        raise Permanent(f"{CONFIRM_IN_POS} ПОС {external_id}: delivery by {channel.value} on "
+                        f"{_utc(confirmed_at):%Y-%m-%d}; EAS has no confirmation endpoint")
 
     def due_lag_s(self, now: datetime) -> float:
         """The port ReadBacklog: /status shows how far per-appeal reads are behind."""

@@ -189,3 +189,24 @@ async def test_a_call_without_epgu_id_takes_the_fallback_with_the_reason_recorde
     assert flow.sim.creates.total() == 0
     with_id = await flow.post_call(epgu_id=EPGU)
     assert (await flow.get(with_id["id"]))["route"]["system"] == "pos"
+
+
+async def test_a_delivery_is_recorded_locally_and_left_to_confirm_in_pos(
+        eas_flow: Callable[[], Awaitable[EasFlow]]) -> None:
+    flow = await eas_flow()
+    accepted = await flow.post_call(epgu_id=EPGU)
+    await flow.drain()
+    pos_id = (await flow.get(accepted["id"]))["external"]["id"]
+    flow.sim.event(int(pos_id), "SEND_RESPONSE", comment="Отопление включено")
+    await flow.gw.pollers["pos"].reconcile()
+
+    response = await flow.client.post(
+        f"/api/v1/calls/{accepted['id']}/delivery", headers={"Authorization": "Bearer dl-token"},
+        json={"channel": "phone", "delivered_at": flow.clock.now().isoformat(), "by": "Иванова"})
+    assert response.status in (200, 201), await response.text()
+    await flow.drain()
+
+    assert (await flow.get(accepted["id"]))["status"] == "delivered"
+    dead = await flow.dead()
+    assert [d["action"] for d in dead] == ["confirm_delivery"]
+    assert "confirm in ПОС" in dead[0]["last_error"] and pos_id in dead[0]["last_error"]
