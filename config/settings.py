@@ -88,9 +88,34 @@ class HotlineSettings(BaseModel):
         return _check_zone(value)
 
 
+class PosEasSettings(BaseModel):
+    """ПОС's «external appeal system» (shared/contracts/pos-eas.md); the [unknown] items
+    are questions for onboarding, listed in docs/pos-eas-questions.md."""
+
+    client_id: SecretStr | None = None  # the integration's id, sent as `username`
+    client_secret: SecretStr | None = None  # its secret, sent as `password`
+    oauth_client: SecretStr | None = None  # the Basic pair's client [unknown: who issues it]
+    oauth_secret: SecretStr | None = None
+    scope: str = "any"
+    region_id: int | None = None  # ПОС's region id (E1), never assumed
+    ogrn: str | None = None  # organizationInfo.ogrn of the addressee [unknown: required?]
+    mapping_file: Path | None = None  # event codes → statuses; default config/pos_eas_mapping.toml
+    # The global cap on reads of ПОС [unknown: what ПОС tolerates; 24AG read once a day].
+    rate_per_hour: float = Field(default=1800.0, gt=0)
+    # How often the per-appeal poller walks the open appeals; each is read only when due.
+    poll_tick_s: float = Field(default=300.0, gt=0)
+    # E-mail authorities (ids of routing.toml's [[email.authority]]) that take ПОС-bound
+    # calls without the caller's Госуслуги id: EAS requires epguId (pos-eas.md §4.1).
+    # Empty: such calls reach the adapter and fail with that reason for a person to handle.
+    no_epgu_email: list[str] = Field(default_factory=list)
+
+
 class PosSettings(BaseModel):
     base_url: str | None = None  # None: `gateway demo` starts the built-in simulator
     token: SecretStr | None = None
+    # "gateway": our own contract (pos-api.md); "eas": ПОС's external appeal system.
+    dialect: Literal["gateway", "eas"] = "gateway"
+    eas: PosEasSettings = Field(default_factory=PosEasSettings)
     poll_interval_s: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=200, ge=1, le=500)
     timeout_s: float = Field(default=10.0, gt=0)
@@ -226,7 +251,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _adapters_complete(self) -> Settings:
-        if self.pos.base_url and self.pos.token is None:
+        if self.pos.base_url and self.pos.dialect == "eas":
+            eas = self.pos.eas
+            missing = [name for name in ("client_id", "client_secret", "oauth_client",
+                                         "oauth_secret", "region_id")
+                       if getattr(eas, name) is None]
+            if missing:
+                names = ", ".join(f"GATEWAY_POS__EAS__{m.upper()}" for m in missing)
+                raise ValueError(f"the EAS dialect needs {names}")
+        elif self.pos.base_url and self.pos.token is None:
             raise ValueError("pos.token (GATEWAY_POS__TOKEN) is required with pos.base_url")
         if self.delo.base_url and (self.delo.username is None or self.delo.password is None):
             raise ValueError("delo.username and delo.password (GATEWAY_DELO__USERNAME, "

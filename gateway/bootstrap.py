@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import gateway
 from config.calendar import build_work_calendar
 from config.deadlines import load_deadline_policies
+from config.errors import ConfigError
 from config.reports import ReportsConfig, load_reports_config
 from config.routing import load_router
 from config.settings import Settings, parse_api_tokens
@@ -33,12 +34,15 @@ from gateway.domain.ports import (
     LetterComposer,
     Mailbox,
     Mailer,
+    ReadBacklog,
     RecordReader,
     Registrar,
     StatusSource,
     WorkCalendar,
 )
 from gateway.domain.reporting import WorkingHours
+from gateway.domain.route import EmailTarget, EpguFallback, Route, TargetSystem
+from gateway.domain.routing import Router, default_deadline_policy
 from gateway.services.callbacks import CallbackDesk
 from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
@@ -147,6 +151,7 @@ def bootstrap(
     intake = IntakeService(
         storage=storage, routes=routes, deadlines=deadlines, clock=clock,
         hotlines=frozenset(h.code for h in settings.hotlines),
+        epgu_fallback=epgu_fallback(settings, routes),
     )
     forwarding = Forwarding(
         storage, clock, registrars=adapters.registrars, confirmers=adapters.confirmers,
@@ -176,10 +181,14 @@ def bootstrap(
             system, source, storage, clock, zone_of=settings.zone_of,
             interval_s=_poll_interval(settings, system), page_size=_page_size(settings, system),
             reader=adapters.readers.get(system),
-            reconcile_every_s=settings.pos.reconcile_interval_s if system == "pos" else 0.0,
+            reconcile_every_s=_reconcile_every(settings, system),
         )
         for system, source in adapters.sources.items()
     }
+    for system, poller in pollers.items():
+        reader = adapters.readers.get(system)
+        if isinstance(reader, ReadBacklog):
+            poller.health.due_lag_s = reader.due_lag_s
     callbacks = CallbackDesk(storage, clock, deadlines.callback_rule, deadlines.calendar,
                              settings.zone_of, frozenset(h.code for h in settings.hotlines))
     sla = SlaWatch(storage, clock, first_callback_due=callbacks.first_due)
@@ -223,6 +232,25 @@ def bootstrap(
                    sla, answers, mail, daemon, app, reports, weekly, callbacks)
 
 
+def epgu_fallback(settings: Settings, routes: RoutePlanner) -> EpguFallback | None:
+    """Under the EAS dialect, where ПОС-bound calls without an epguId go (pos-eas.md §9.5)."""
+    if settings.pos.dialect != "eas" or not settings.pos.eas.no_epgu_email:
+        return None
+    if not isinstance(routes, Router):
+        return None
+    authorities = []
+    for authority_id in settings.pos.eas.no_epgu_email:
+        found = routes.table.authority(authority_id)
+        if found is None:
+            raise ConfigError(f"pos.eas.no_epgu_email names {authority_id!r}, which is not an "
+                              "e-mail authority of the routing table")
+        authorities.append(found)
+    return EpguFallback(Route(
+        system=TargetSystem.EMAIL, executor="; ".join(a.name for a in authorities),
+        email=tuple(EmailTarget(a.name, a.recipients) for a in authorities),
+        deadline_policy=default_deadline_policy(TargetSystem.EMAIL)))
+
+
 def build_reports(settings: Settings, config: ReportsConfig, engine: AsyncEngine, clock: Clock,
                   calendar: WorkCalendar) -> ReportService:
     """The report service on the database, drawing with XlsxWriter."""
@@ -260,7 +288,16 @@ def build_adapters(settings: Settings) -> Adapters:
     from adapters.email.letters import LetterTemplates, TemplateLetters
 
     built = Adapters()
-    if settings.pos.base_url:
+    if settings.pos.base_url and settings.pos.dialect == "eas":
+        from adapters.pos import factory as pos_factory
+
+        eas = pos_factory.build_eas(settings.pos)
+        # No list and no delivery confirmation in EAS: read per open appeal; a delivery
+        # stays local and its row is left as "confirm in ПОС" for ministry staff.
+        built.registrars["pos"] = built.sources["pos"] = built.readers["pos"] = eas
+        built.confirmers["pos"] = eas
+        built.closers.append(eas.aclose)
+    elif settings.pos.base_url:
         from adapters.pos import factory as pos_factory
 
         pos = pos_factory.build(settings.pos)
@@ -291,6 +328,15 @@ def build_adapters(settings: Settings) -> Adapters:
     if built.mailbox is not None:
         built.closers.append(built.mailbox.aclose)
     return built
+
+
+def _reconcile_every(settings: Settings, system: str) -> float:
+    """For EAS the per-appeal walk is the only reading; each appeal is read when due."""
+    if system != "pos":
+        return 0.0
+    if settings.pos.dialect == "eas":
+        return settings.pos.eas.poll_tick_s
+    return settings.pos.reconcile_interval_s
 
 
 def _poll_interval(settings: Settings, system: str) -> float:

@@ -126,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("id", nargs="?", type=int, help="the outbox row to re-drive")
     which.add_argument("--all-dead", action="store_true", help="re-drive every dead letter")
     retry.set_defaults(handler=_cmd_outbox_retry)
+    found = outbox.add_parser(
+        "found", help="a parked ПОС create was found in ПОС: record its id, send nothing")
+    found.add_argument("appeal_id")
+    found.add_argument("pos_id")
+    found.set_defaults(handler=_cmd_outbox_found)
 
     mail = commands.add_parser("mail", help="officials' reply letters").add_subparsers(
         metavar="ACTION")
@@ -606,6 +611,27 @@ async def _outbox_retry(settings: Settings, message_id: int | None, all_dead: bo
             print(f"gateway: outbox row {message_id} is {state}, not dead", file=sys.stderr)
             return 1
         print(f"re-driven: {message_id}")
+        return 0
+    finally:
+        await gateway.close()
+
+
+def _cmd_outbox_found(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_outbox_found(settings, args.appeal_id, args.pos_id))
+
+
+async def _outbox_found(settings: Settings, appeal_id: str, pos_id: str) -> int:
+    from gateway.bootstrap import Adapters, bootstrap
+    from gateway.services.outbox_admin import OutboxAdmin
+
+    gateway = bootstrap(settings, adapters=Adapters())
+    admin = OutboxAdmin(gateway.outbox, gateway.storage, gateway.clock)
+    try:
+        if not await admin.record_found(appeal_id, "pos", pos_id, "cli"):
+            print(f"gateway: no appeal {appeal_id}", file=sys.stderr)
+            return 1
+        print(f"registered: {appeal_id} as ПОС {pos_id}")
         return 0
     finally:
         await gateway.close()

@@ -12,10 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import BAD_QUERY, validated
+from gateway.api.bodies import BAD_QUERY, read_json_object, validated
 from gateway.api.context import SERVICES_KEY
 from gateway.api.errors import ApiError, json_response
-from gateway.api.wire import MAX_ROW_ID, OutboxQuery
+from gateway.api.wire import MAX_ROW_ID, FoundInPos, OutboxQuery
 from gateway.services.outbox_admin import NotDead
 from outbox import MessageRecord, State
 
@@ -61,6 +61,21 @@ async def retry_outbox(request: web.Request) -> web.Response:
                        f"Запись в состоянии {exc.state}; повторить можно только dead "
                        f"/ the row is {exc.state}; only dead rows can be re-driven") from None
     return json_response(outbox_body(row))
+
+
+@routes.post("/api/v1/calls/{id}/pos-record")
+@requires("supervisor", "admin")
+async def record_found_in_pos(request: web.Request) -> web.Response:
+    """A parked (ambiguous) ПОС create was found in ПОС: record its id, send nothing."""
+    services = request.app[SERVICES_KEY]
+    body = validated(FoundInPos, await read_json_object(request),
+                     "Номер ПОС указан с ошибками / invalid ПОС id")
+    found = await services.outbox_admin.record_found(
+        request.match_info["id"], "pos", body.pos_id, request[ROLE_KEY])
+    if not found:
+        raise ApiError(404, "not_found", "Обращение не найдено / no such appeal")
+    return json_response({"appeal_id": request.match_info["id"], "system": "pos",
+                          "external_id": body.pos_id})
 
 
 def outbox_body(row: MessageRecord) -> dict[str, Any]:

@@ -94,6 +94,7 @@ class ApplicantIn(_Strict):
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
     email: EmailStr | None = None
     postal_address: Long | None = None
+    epgu_id: Annotated[int, Field(ge=1, le=10**15)] | None = None
 
     def to_domain(self) -> Applicant:
         return Applicant(
@@ -103,6 +104,7 @@ class ApplicantIn(_Strict):
             phone=self.phone or None,
             email=str(self.email) if self.email else None,
             postal_address=self.postal_address or None,
+            epgu_id=self.epgu_id,
         )
 
 
@@ -312,3 +314,10 @@ class ExtensionIn(_Strict):
 
 class AssignIn(_Strict):
     call_id: Required128
+
+
+class FoundInPos(_Strict):
+    """POST /api/v1/calls/{id}/pos-record: the ПОС id a person found for a parked create."""
+
+    pos_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=32, pattern=r"^[0-9]+$")]

@@ -220,6 +220,9 @@ class Applicant:
     phone: str | None = None  # E.164
     email: str | None = None
     postal_address: str | None = None
+    # The caller's Госуслуги (ЕСИА) account id: optional here, required by ПОС's EAS
+    # dialect (pos-eas.md §4.1), which the router keeps calls without it away from.
+    epgu_id: int | None = None
 
     @property
     def full_name(self) -> str:
@@ -330,7 +333,7 @@ class Appeal:
 
     def accepted(self, at: datetime, actor: str, *, registered_late: bool) -> None:
         """Just taken: its first status, and (if forwarded) the rows that forward it."""
-        self._record_status(self.status, at, "intake")
+        self._record_status(self.status, at, "intake", note=self.route.note)
         self.registered_late = registered_late  # [001: 15] flagged and counted
         self.events.append(ev.CallAccepted(
             self.id, at, actor, self.route.system.value, self.hotline, registered_late))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.domain.status import AppealStatus
 
@@ -104,6 +104,14 @@ class RecordReader(Protocol):
     catch a change the cursor missed (committed upstream later than the overlap window)."""
 
     async def get_update(self, external_id: str) -> ExternalUpdate | None: ...
+
+
+@runtime_checkable
+class ReadBacklog(Protocol):
+    """A reader that reads records on its own schedule (ПОС EAS, one request per appeal):
+    how long the most overdue record has waited past its due read, for /status."""
+
+    def due_lag_s(self, now: datetime) -> float: ...
 
 
 class DeliveryConfirmer(Protocol):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -51,7 +51,30 @@ class Route:
     delo: DeloTarget | None = None
     email: tuple[EmailTarget, ...] = field(default_factory=tuple)
     deadline_policy: str = "default"
+    # Why the call went elsewhere than its rule says (no personal data); kept in history.
+    note: str | None = None
 
     @classmethod
     def none(cls, executor: str = "") -> Route:
         return cls(system=TargetSystem.NONE, executor=executor)
+
+
+NO_EPGU_NOTE = ("no epguId: ПОС (external appeal system) takes appeals only with the caller's "
+                "Госуслуги id; sent to the fallback")
+
+
+@dataclass(frozen=True, slots=True)
+class EpguFallback:
+    """Where a ПОС-bound call without the caller's Госуслуги id goes instead.
+
+    ПОС's EAS dialect requires `applicant.epguId` and nothing public sends an appeal
+    without it (shared/contracts/pos-eas.md §4.1, §9.5): the domain keeps the id optional,
+    the router keeps such calls away from ПОС, and the reason stays in the history.
+    """
+
+    route: Route  # e-mail or «Дело», with its own deadline policy
+
+    def apply(self, route: Route, has_epgu_id: bool) -> Route:
+        if route.system is not TargetSystem.POS or has_epgu_id:
+            return route
+        return replace(self.route, note=NO_EPGU_NOTE)

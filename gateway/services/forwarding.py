@@ -133,7 +133,12 @@ class Forwarding:
         # Known but without its number: the poller saw the record before this try's answer
         # arrived (a lost response). Look it up, so the number and the event are recorded.
         known = appeal.knows_record_in(message.target)
-        ref = await registrar.register(appeal, lookup_first=known or _is_retry(message))
+        if getattr(registrar, "cannot_look_up", False):
+            # Nothing to look up (ПОС EAS): only a retry since the creation or the last
+            # re-drive may have had its effect; a re-drive is a person's "not there → send".
+            ref = await registrar.register(appeal, lookup_first=message.attempt > 1)
+        else:
+            ref = await registrar.register(appeal, lookup_first=known or _is_retry(message))
         await self.record_registration(appeal.id, ref)
 
     async def record_registration(self, appeal_id: str, ref: ExternalRef) -> None:

@@ -29,7 +29,7 @@ from gateway.domain.intake import (
     registered_late,
 )
 from gateway.domain.ports import Clock
-from gateway.domain.route import Route, TargetSystem
+from gateway.domain.route import EpguFallback, Route, TargetSystem
 from gateway.domain.routing import UnknownTopic
 from gateway.errors import GatewayError
 from gateway.services.batching import Batcher
@@ -70,8 +70,10 @@ class IntakeService:
         deadlines: DeadlinePlanner,
         clock: Clock,
         hotlines: frozenset[str],
+        epgu_fallback: EpguFallback | None = None,
     ) -> None:
         self._storage = storage
+        self._epgu_fallback = epgu_fallback
         self._routes = routes
         self._deadlines = deadlines
         self._clock = clock
@@ -166,6 +168,8 @@ class IntakeService:
                                                      call.informational, call.received_at)
         except UnknownTopic:
             route = None
+        if route is not None and self._epgu_fallback is not None:
+            route = self._epgu_fallback.apply(route, call.applicant.epgu_id is not None)
         journal_only = route is not None and route.system is TargetSystem.NONE
         refusal = anonymity_refusal(call.applicant, call.answer_channel, call.informational,
                                     journal_only)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.domain.ports import Clock
+from gateway.domain.ports import Clock, ExternalRef
 from gateway.services import outbox_actions
 from gateway.services.unit_of_work import AuditEntry, Storage
 from outbox import MessageRecord, OutboxStore, State
@@ -19,6 +19,14 @@ from outbox import MessageRecord, OutboxStore, State
 _FORWARDING = {outbox_actions.POS_REGISTER, outbox_actions.DELO_REGISTER,
                outbox_actions.EMAIL_REQUEST}
 _PAGE = 500
+# How a create parked for a person starts its reason (adapters/pos/eas_client.py): such
+# a row is re-driven only one by one, after someone checked the remote ("not there").
+AMBIGUOUS = "ambiguous:"
+
+
+def is_parked(last_error: str | None) -> bool:
+    """A create parked as ambiguous (the outbox prefixes the outcome's kind)."""
+    return (last_error or "").removeprefix("permanent:").lstrip().startswith(AMBIGUOUS)
 
 
 class NotDead(Exception):
@@ -64,9 +72,32 @@ class OutboxAdmin:
             if len(page) < _PAGE:
                 break
             after = page[-1].id
-        count = await self._outbox.redrive_all_dead()
-        appeals = await self._after_redrive(dead, actor, {"count": count})
-        return RedriveAll(count, appeals)
+        parked = [row for row in dead if is_parked(row.last_error)]
+        if not parked:
+            count = await self._outbox.redrive_all_dead()
+            appeals = await self._after_redrive(dead, actor, {"count": count})
+            return RedriveAll(count, appeals)
+        # Never a blind resend: ambiguous creates wait for a person's check in the remote.
+        redriven = [row for row in dead if row not in parked
+                    and await self._outbox.redrive(row.id)]
+        appeals = await self._after_redrive(redriven, actor, {"count": len(redriven)}) \
+            if redriven else 0
+        return RedriveAll(len(redriven), appeals)
+
+    async def record_found(self, appeal_id: str, system: str, external_id: str,
+                           actor: str) -> bool:
+        """A person found the parked create in the remote: the appeal is registered with
+        that id and nothing is sent (a later re-drive of the row sees it registered).
+        False when there is no such appeal."""
+        now = self._clock.now()
+        async with self._storage.write() as uow:
+            appeal = await uow.appeals.get(appeal_id)
+            if appeal is None:
+                return False
+            appeal.register(ExternalRef(system, external_id, external_id), now)
+            uow.audit(AuditEntry(now, actor, "forwarding.found_remote", appeal_id,
+                                 {"system": system, "external_id": external_id}))
+        return True
 
     async def _after_redrive(self, rows: list[MessageRecord], actor: str,
                              detail: dict[str, object]) -> int:

@@ -36,6 +36,8 @@ class PollerHealth:
 
     last_error: str | None = None
     last_error_at: datetime | None = None
+    # Per-record reading (ПОС EAS): how far the most overdue read is behind, if known.
+    due_lag_s: Callable[[datetime], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

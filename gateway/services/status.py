@@ -69,6 +69,8 @@ class StatusReport:
                 "last_error": error,
                 "lag_s": round((now - last_success).total_seconds(), 3) if last_success else None,
             }
+            if seen is not None and seen.due_lag_s is not None:
+                pollers[system]["due_lag_s"] = round(seen.due_lag_s(now), 3)
         return {
             "outbox": outbox_section(await self._outbox.stats()),
             "pollers": pollers,

@@ -70,6 +70,7 @@ def route_to_json(route: Route) -> dict[str, Any]:
         "email": [{"authority": t.authority, "recipients": list(t.recipients)}
                   for t in route.email],
         "deadline_policy": route.deadline_policy,
+        **({"note": route.note} if route.note else {}),
     }
 
 
@@ -84,6 +85,7 @@ def route_from_json(data: dict[str, Any]) -> Route:
             for t in data.get("email") or ()
         ),
         deadline_policy=data.get("deadline_policy", "default"),
+        note=data.get("note"),
     )
 
 
