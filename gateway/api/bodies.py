@@ -63,14 +63,22 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def appeal_id_of(request: web.Request) -> str:
-    """The `{id}` of an appeal path; 404 for anything that is not a UUID (no such call)."""
+NO_SUCH_CALL = "Обращение не найдено / no such call"
+
+
+def path_id(request: web.Request, not_found: str = NO_SUCH_CALL) -> str:
+    """The `{id}` of a path; 404 with `not_found` for anything that is not a UUID (our ids
+    are UUIDs, so no lookup is needed to know there is no such thing)."""
     value = request.match_info["id"]
     try:
         uuid.UUID(value)
     except ValueError:
-        raise ApiError(404, "not_found", "Обращение не найдено / no such call") from None
+        raise ApiError(404, "not_found", not_found) from None
     return value
+
+
+def appeal_id_of(request: web.Request) -> str:
+    return path_id(request)
 
 
 BAD_QUERY = "Неверные параметры запроса / bad query parameters"

@@ -3,12 +3,10 @@ worklist, and tries on missed-call tasks."""
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import BAD_QUERY, read_json_object, validated
+from gateway.api.bodies import BAD_QUERY, path_id, read_json_object, validated
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
 from gateway.api.views import CallbackListOut, CallbackTaskOut, MissedCallOut, TaskAttemptOut
@@ -17,6 +15,8 @@ from gateway.domain.callbacks import AttemptsExhausted, CallbackTooSoon, Implaus
 from gateway.services.callbacks import CallbackDesk, MissedCall, MissedCallRefused
 
 routes = web.RouteTableDef()
+
+NO_SUCH_TASK = "Задача не найдена / no such callback task"
 
 _INVALID = "Пропущенный вызов описан с ошибками / invalid missed call"
 
@@ -94,16 +94,12 @@ async def task_attempt(request: web.Request) -> web.Response:
     attempt = validated(CallbackAttemptIn, await read_json_object(request),
                         "Попытка описана с ошибками / invalid attempt")
     desk = desk_of(services)
-    task_id = request.match_info["id"]
-    try:
-        uuid.UUID(task_id)
-    except ValueError:
-        raise ApiError(404, "not_found", "Задача не найдена / no such callback task") from None
+    task_id = path_id(request, NO_SUCH_TASK)
     try:
         task, _ = await desk.attempt(task_id, attempt.outcome, attempt.at,
                                      actor=request[ROLE_KEY])
     except LookupError:
-        raise ApiError(404, "not_found", "Задача не найдена / no such callback task") from None
+        raise ApiError(404, "not_found", NO_SUCH_TASK) from None
     except ImplausibleAttemptTime as exc:
         raise implausible_at(exc) from None
     except CallbackTooSoon as exc:
