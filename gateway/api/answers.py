@@ -3,13 +3,18 @@ extension, the replies the mailbox reader left for an operator, and reply attach
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import quote
 
 from aiohttp import web
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import read_json_object, validated
+from gateway.api.bodies import (
+    NO_SUCH_CALL,
+    path_id,
+    read_json_object,
+    uuid_or_404,
+    validated,
+)
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
 from gateway.api.views import AttachmentOut, DeadlinesOut, UnmatchedMailOut, _local
@@ -25,7 +30,8 @@ from gateway.services.official_answers import CallNotFound, OfficialAnswers
 
 routes = web.RouteTableDef()
 
-_NO_CALL = ("not_found", "Обращение не найдено / no such call")
+NO_SUCH_ATTACHMENT = "Вложение не найдено / no such attachment"
+
 
 
 def _answers(services: ApiServices) -> OfficialAnswers:
@@ -38,14 +44,6 @@ def _desk(services: ApiServices) -> UnmatchedMailDesk:
     if services.unmatched_mail is None:
         raise ApiError(503, "unavailable", "Почта не настроена / mail desk not wired")
     return services.unmatched_mail
-
-
-def _uuid(value: str, code: str, message: str) -> str:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise ApiError(404, code, message) from None
-    return value
 
 
 def _closed(exc: AnswerClosed) -> ApiError:
@@ -67,13 +65,13 @@ async def record_answer(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     answer = validated(AnswerIn, await read_json_object(request),
                        "Ответ описан с ошибками / invalid answer")
-    appeal_id = _uuid(request.match_info["id"], *_NO_CALL)
+    appeal_id = path_id(request)
     try:
         appeal = await _answers(services).record_answer(
             appeal_id, answer.text, answer.source, answer.received_at or services.clock.now(),
             actor=request[ROLE_KEY])
     except CallNotFound:
-        raise ApiError(404, *_NO_CALL) from None
+        raise ApiError(404, "not_found", NO_SUCH_CALL) from None
     except AnswerClosed as exc:
         raise _closed(exc) from None
     return json_response(_answered(appeal, services))
@@ -85,13 +83,13 @@ async def record_extension(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     extension = validated(ExtensionIn, await read_json_object(request),
                           "Продление описано с ошибками / invalid extension")
-    appeal_id = _uuid(request.match_info["id"], *_NO_CALL)
+    appeal_id = path_id(request)
     try:
         appeal = await _answers(services).extend(
             appeal_id, extension.until, extension.reason, extension.letter_ref,
             actor=request[ROLE_KEY])
     except CallNotFound:
-        raise ApiError(404, *_NO_CALL) from None
+        raise ApiError(404, "not_found", NO_SUCH_CALL) from None
     except ExtensionLimit as exc:
         raise ApiError(
             409, "extension_limit",
@@ -127,14 +125,14 @@ async def assign_unmatched(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     body = validated(AssignIn, await read_json_object(request),
                      "Назначение описано с ошибками / invalid assignment")
-    mail_id = _uuid(request.match_info["id"], "not_found", "Письмо не найдено / no such mail")
-    appeal_id = _uuid(body.call_id, *_NO_CALL)
+    mail_id = path_id(request, "Письмо не найдено / no such mail")
+    appeal_id = uuid_or_404(body.call_id)
     try:
         await _desk(services).assign(mail_id, appeal_id, actor=request[ROLE_KEY])
     except UnmatchedNotFound:
         raise ApiError(404, "not_found", "Письмо не найдено / no such mail") from None
     except CallNotFound:
-        raise ApiError(404, *_NO_CALL) from None
+        raise ApiError(404, "not_found", NO_SUCH_CALL) from None
     except UnmatchedAlreadyAssigned:
         raise ApiError(409, "already_assigned",
                        "Письмо уже назначено / the mail was assigned already") from None
@@ -151,7 +149,7 @@ async def assign_unmatched(request: web.Request) -> web.Response:
 @requires("operator", "delivery")
 async def list_attachments(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    appeal_id = _uuid(request.match_info["id"], *_NO_CALL)
+    appeal_id = path_id(request)
     async with services.storage.read() as uow:
         found = await uow.mail.attachments_of(appeal_id)
     return json_response({"items": [AttachmentOut.of(a).body() for a in found]})
@@ -161,13 +159,12 @@ async def list_attachments(request: web.Request) -> web.Response:
 @requires("operator", "delivery")
 async def download_attachment(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
-    appeal_id = _uuid(request.match_info["id"], *_NO_CALL)
-    attachment_id = _uuid(request.match_info["attachment"], "not_found",
-                          "Вложение не найдено / no such attachment")
+    appeal_id = path_id(request)
+    attachment_id = path_id(request, NO_SUCH_ATTACHMENT, key="attachment")
     async with services.storage.read() as uow:
         found = await uow.mail.attachment(appeal_id, attachment_id)
     if found is None:
-        raise ApiError(404, "not_found", "Вложение не найдено / no such attachment")
+        raise ApiError(404, "not_found", NO_SUCH_ATTACHMENT)
     info, data = found
     return web.Response(body=data, content_type="application/octet-stream", headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(info.filename)}",

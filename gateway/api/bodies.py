@@ -66,15 +66,18 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 NO_SUCH_CALL = "Обращение не найдено / no such call"
 
 
-def path_id(request: web.Request, not_found: str = NO_SUCH_CALL) -> str:
-    """The `{id}` of a path; 404 with `not_found` for anything that is not a UUID (our ids
-    are UUIDs, so no lookup is needed to know there is no such thing)."""
-    value = request.match_info["id"]
+def uuid_or_404(value: str, not_found: str = NO_SUCH_CALL) -> str:
+    """`value` when it is a UUID; else 404 with `not_found` (our ids are UUIDs, so no lookup
+    is needed to know there is no such thing)."""
     try:
         uuid.UUID(value)
     except ValueError:
         raise ApiError(404, "not_found", not_found) from None
     return value
+
+
+def path_id(request: web.Request, not_found: str = NO_SUCH_CALL, key: str = "id") -> str:
+    return uuid_or_404(request.match_info[key], not_found)
 
 
 def appeal_id_of(request: web.Request) -> str:

@@ -7,12 +7,10 @@ failed.
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from gateway.api.auth import ROLE_KEY, requires
-from gateway.api.bodies import read_json_object, validated
+from gateway.api.bodies import NO_SUCH_CALL, appeal_id_of, read_json_object, validated
 from gateway.api.callbacks import implausible_at
 from gateway.api.context import SERVICES_KEY, ApiServices
 from gateway.api.errors import ApiError, json_response
@@ -25,18 +23,6 @@ from gateway.services.journal import JournalChanges, JournalDesk
 from gateway.services.supervision import MissingField, Resolution, Supervision
 
 routes = web.RouteTableDef()
-
-_NOT_FOUND = "Обращение не найдено / no such call"
-
-
-def _appeal_id(request: web.Request) -> str:
-    appeal_id = request.match_info["id"]
-    try:
-        uuid.UUID(appeal_id)
-    except ValueError:
-        raise ApiError(404, "not_found", _NOT_FOUND) from None
-    return appeal_id
-
 
 def _journal(services: ApiServices) -> JournalDesk:
     if services.journal is None:
@@ -63,10 +49,10 @@ async def patch_journal(request: web.Request) -> web.Response:
                       "Поля журнала заполнены с ошибками / invalid journal fields")
     try:
         appeal = await _journal(services).update(
-            _appeal_id(request), JournalChanges(frozenset(patch.model_fields_set), patch.entry()),
+            appeal_id_of(request), JournalChanges(frozenset(patch.model_fields_set), patch.entry()),
             actor=request[ROLE_KEY])
     except LookupError:
-        raise ApiError(404, "not_found", _NOT_FOUND) from None
+        raise ApiError(404, "not_found", NO_SUCH_CALL) from None
     except JournalRefused as exc:
         raise ApiError(422, "validation",
                        "«Комментарий» обязателен для этого результата рассмотрения "
@@ -84,10 +70,10 @@ async def interim(request: web.Request) -> web.Response:
     answer = InterimAnswer(given.reason, given.expected_at, given.channel.value,
                            given.at or services.clock.now(), given.by)
     try:
-        appeal = await _journal(services).interim(_appeal_id(request), answer,
+        appeal = await _journal(services).interim(appeal_id_of(request), answer,
                                                   actor=request[ROLE_KEY])
     except LookupError:
-        raise ApiError(404, "not_found", _NOT_FOUND) from None
+        raise ApiError(404, "not_found", NO_SUCH_CALL) from None
     except ImplausibleAttemptTime as exc:
         raise implausible_at(exc) from None
     except ResolveRefused as exc:
@@ -103,10 +89,10 @@ async def resolve(request: web.Request) -> web.Response:
                      "Решение описано с ошибками / invalid resolution")
     try:
         appeal = await _supervision(services).resolve(
-            _appeal_id(request), Resolution(body.action, body.reason, body.until, body.topic),
+            appeal_id_of(request), Resolution(body.action, body.reason, body.until, body.topic),
             actor=request[ROLE_KEY])
     except LookupError:
-        raise ApiError(404, "not_found", _NOT_FOUND) from None
+        raise ApiError(404, "not_found", NO_SUCH_CALL) from None
     except MissingField as exc:
         raise ApiError(422, "validation", str(exc), {exc.field: str(exc)}) from None
     except UnknownTopic:
