@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -25,6 +25,9 @@ from config.settings import Settings, SettingsError, load_settings
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.storage.database import is_sqlite
+
+if TYPE_CHECKING:
+    from gateway.domain.appeal import Appeal
 
 log = structlog.get_logger("gateway")
 
@@ -451,17 +454,28 @@ async def _pos_import(settings: Settings, path: Path) -> int:
             ExportedRow(row.row, row.number, ExternalUpdate(
                 system="pos", external_id=row.number, appeal_id=None, stage=row.stage,
                 status=row.status, updated_at=now,
-                planned_completion=row.planned_completion))
+                planned_completion=row.planned_completion), fact=row.fact)
             for row in parsed.rows
         ]
         report = await import_rows(gateway.storage, "pos", rows, clock=gateway.clock,
-                                   zone_of=settings.zone_of)
+                                   zone_of=settings.zone_of, outbox=gateway.outbox,
+                                   marker_of=pos_marker if settings.pos.dialect == "eas"
+                                   else None)
     finally:
         await gateway.close()
     print(report.text([(bad.row, bad.reason) for bad in parsed.bad_rows]))
     log.info("pos.import", applied=report.applied, unchanged=report.unchanged,
-             unmatched=len(report.unmatched), bad_rows=len(parsed.bad_rows))
+             unmatched=len(report.unmatched), bad_rows=len(parsed.bad_rows),
+             found=report.found, confirmed=report.confirmed)
     return 0 if not report.unmatched and not parsed.bad_rows else 1
+
+
+def pos_marker(appeal: Appeal) -> str | None:
+    """What an EAS create wrote first in its text: how the export's «Факт» is matched."""
+    from adapters.pos.eas_client import marker
+
+    target = appeal.route.pos
+    return marker(appeal, target.text_prefix) if target is not None else None
 
 
 # --- PBX import and reports --------------------------------------------------------------

@@ -454,6 +454,7 @@ class FakeUnitOfWork(UnitOfWork):
         storage.audit.extend(changes.audit)
         storage.messages.extend(changes.messages)
         storage.cancelled.extend(changes.cancelled)
+        storage.cancelled.extend(key for key, _ in changes.dismissed)
         storage.cursors.update(self.cursors.pending)
         for write in self.mail.pending:
             write()

@@ -302,6 +302,7 @@ class Changes:
     audit: list[AuditEntry] = field(default_factory=list)
     messages: list[NewMessage] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)  # idempotency keys made moot
+    dismissed: list[tuple[str, str]] = field(default_factory=list)  # (key, reason) by a service
     interims: list[tuple[str, InterimAnswer, datetime]] = field(default_factory=list)
     new_tasks: list[CallbackTask] = field(default_factory=list)
     updated_tasks: list[CallbackTask] = field(default_factory=list)
@@ -317,10 +318,16 @@ class UnitOfWork(abc.ABC):
 
     def __init__(self) -> None:
         self._audit: list[AuditEntry] = []
+        self._dismissed: list[tuple[str, str]] = []
 
     def audit(self, entry: AuditEntry) -> None:
         """An audit entry that belongs to no appeal event (an admin's re-drive, say)."""
         self._audit.append(entry)
+
+    def dismiss(self, idempotency_key: str, reason: str) -> None:
+        """A pending or dead outbox row that something outside the events made moot (the
+        export showed its effect already happened): cancelled with the reason at commit."""
+        self._dismissed.append((idempotency_key, reason))
 
     async def __aenter__(self) -> Self:
         await self._begin()
@@ -340,8 +347,10 @@ class UnitOfWork(abc.ABC):
 
     def changes(self) -> Changes:
         """The one place where events become rows."""
-        changes = Changes(new=list(self.appeals.added()), audit=list(self._audit))
+        changes = Changes(new=list(self.appeals.added()), audit=list(self._audit),
+                          dismissed=list(self._dismissed))
         self._audit.clear()
+        self._dismissed.clear()
         new_ids = {n.appeal.id for n in changes.new}
         for appeal in self.appeals.seen():
             if not appeal.events:

@@ -66,7 +66,7 @@ class SqlUnitOfWork(UnitOfWork):
             if self._writes:
                 await _write(conn, changes, self._outbox, self._clock)
             elif (changes.new or changes.updated or changes.audit or changes.messages
-                  or changes.new_tasks or changes.updated_tasks):
+                  or changes.dismissed or changes.new_tasks or changes.updated_tasks):
                 raise RuntimeError("a reading unit of work cannot save changes")
             await self._stack.aclose()
         except IntegrityError as exc:
@@ -94,6 +94,8 @@ async def _write(conn: AsyncConnection, changes: Changes, outbox: SqlOutboxStore
         await outbox.enqueue(conn, changes.messages)
     if changes.cancelled:
         await outbox.cancel(conn, changes.cancelled, MOOT_REASON)
+    for key, reason in changes.dismissed:
+        await outbox.cancel(conn, [key], reason)
 
 
 class SqlStorage:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,13 @@ from pydantic import SecretStr
 from adapters.pos.eas_simulator import SIM_KEY, EasSimulator, create_eas_app
 from config.settings import OutboxSettings, PosEasSettings, PosSettings, Settings
 from gateway.bootstrap import Gateway, bootstrap
+from gateway.cli import pos_marker
 from gateway.clock import ManualClock
+from gateway.domain.appeal import AppealStatus
+from gateway.domain.ports import ExternalUpdate
+from gateway.services.export_import import ExportedRow, ImportReport, import_rows
 from gateway.services.outbox_admin import OutboxAdmin, is_parked
+from outbox import State
 from tests.integration.flows.conftest import (
     ADMIN,
     API_TOKENS,
@@ -210,3 +216,99 @@ async def test_a_delivery_is_recorded_locally_and_left_to_confirm_in_pos(
     dead = await flow.dead()
     assert [d["action"] for d in dead] == ["confirm_delivery"]
     assert "confirm in ПОС" in dead[0]["last_error"] and pos_id in dead[0]["last_error"]
+
+
+# -- ПОС's Excel export settles what people would check in ПОС's UI ---------------------------
+
+
+def _export_row(row: int, number: str, status: AppealStatus, fact: str,
+                clock: ManualClock) -> ExportedRow:
+    stage = {AppealStatus.IN_PROGRESS: "execution",
+             AppealStatus.DELIVERED: "answer_delivered"}[status]
+    return ExportedRow(row, number, ExternalUpdate(
+        system="pos", external_id=number, appeal_id=None, stage=stage, status=status,
+        updated_at=clock.now()), fact=fact)
+
+
+async def _import(flow: EasFlow, rows: list[ExportedRow]) -> ImportReport:
+    return await import_rows(flow.gw.storage, "pos", rows, clock=flow.gw.clock,
+                             zone_of=lambda _: UTC, outbox=flow.gw.outbox,
+                             marker_of=pos_marker)
+
+
+async def test_a_parked_create_found_in_the_export_is_registered_without_another_create(
+        eas_flow: Callable[[], Awaitable[EasFlow]]) -> None:
+    flow = await eas_flow()
+    flow.sim.lose_next_create = True
+    accepted = await flow.post_call(epgu_id=EPGU)
+    await flow.drain()
+    assert (await flow.get(accepted["id"]))["status"] == "failed"
+    pos_id = str(next(iter(flow.sim.appeals)))
+    journal = accepted["journal_id"]
+    text = f"Центр мониторинга 112 № {journal}. Нет отопления"
+
+    report = await _import(flow, [
+        # Another appeal whose journal id merely begins with ours: not a match.
+        _export_row(2, "999", AppealStatus.IN_PROGRESS,
+                    f"Центр мониторинга 112 № {journal}7. Другое", flow.clock),
+        _export_row(3, pos_id, AppealStatus.IN_PROGRESS, text, flow.clock),
+    ])
+
+    assert (report.found, report.applied, report.unmatched) == (1, 1, [2])
+    appeal = await flow.get(accepted["id"])
+    assert appeal["status"] == "in_progress" and appeal["external"]["id"] == pos_id
+    assert await flow.dead() == []  # the parked row is cancelled, not left for a person
+    cancelled = await flow.gw.outbox.list_messages(State.CANCELLED)
+    assert [row.action for row in cancelled] == ["register"]
+    assert f"ПОС {pos_id}" in (cancelled[0].last_error or "")
+    await flow.drain()
+    assert flow.sim.creates.total() == 1
+    # A second import of the same file changes nothing and finds nothing more.
+    again = await _import(flow, [_export_row(3, pos_id, AppealStatus.IN_PROGRESS, text,
+                                             flow.clock)])
+    assert (again.found, again.applied, again.unchanged) == (0, 0, 1)
+
+
+async def test_a_parked_create_whose_marker_starts_two_rows_is_left_for_a_person(
+        eas_flow: Callable[[], Awaitable[EasFlow]]) -> None:
+    flow = await eas_flow()
+    flow.sim.lose_next_create = True
+    accepted = await flow.post_call(epgu_id=EPGU)
+    await flow.drain()
+    text = f"Центр мониторинга 112 № {accepted['journal_id']}. Нет отопления"
+
+    report = await _import(flow, [
+        _export_row(2, "501", AppealStatus.IN_PROGRESS, text, flow.clock),
+        _export_row(3, "502", AppealStatus.IN_PROGRESS, text, flow.clock)])
+
+    assert report.found == 0 and report.doubtful == [[2, 3]]
+    assert (await flow.get(accepted["id"]))["status"] == "failed"
+    assert len(await flow.dead()) == 1
+
+
+async def test_an_export_showing_delivery_closes_the_confirm_in_pos_item(
+        eas_flow: Callable[[], Awaitable[EasFlow]]) -> None:
+    flow = await eas_flow()
+    accepted = await flow.post_call(epgu_id=EPGU)
+    await flow.drain()
+    pos_id = (await flow.get(accepted["id"]))["external"]["id"]
+    flow.sim.event(int(pos_id), "SEND_RESPONSE", comment="Отопление включено")
+    await flow.gw.pollers["pos"].reconcile()
+    response = await flow.client.post(
+        f"/api/v1/calls/{accepted['id']}/delivery", headers={"Authorization": "Bearer dl-token"},
+        json={"channel": "phone", "delivered_at": flow.clock.now().isoformat(), "by": "Иванова"})
+    assert response.status in (200, 201), await response.text()
+    await flow.drain()
+    assert [d["action"] for d in await flow.dead()] == ["confirm_delivery"]
+
+    still_working = await _import(flow, [_export_row(
+        2, pos_id, AppealStatus.IN_PROGRESS, "Центр мониторинга 112", flow.clock)])
+    assert still_working.confirmed == 0 and len(await flow.dead()) == 1
+    report = await _import(flow, [_export_row(
+        2, pos_id, AppealStatus.DELIVERED, "Центр мониторинга 112", flow.clock)])
+
+    assert report.confirmed == 1
+    assert await flow.dead() == []
+    cancelled = await flow.gw.outbox.list_messages(State.CANCELLED)
+    assert [row.action for row in cancelled] == ["confirm_delivery"]
+    assert (await flow.get(accepted["id"]))["status"] == "delivered"
