@@ -126,7 +126,7 @@ async def test_the_daemon_syncs_the_dictionaries_when_it_starts(
     try:
         await gw.daemon.start()
         async with asyncio.timeout(30):
-            while not target.exists():
+            while not target.exists():  # noqa: ASYNC110 - a file, no event to wait on
                 await asyncio.sleep(0.05)
     finally:
         with contextlib.suppress(Exception):
