@@ -410,6 +410,20 @@ def delo_executor_dues(routing_path: Path | None = None) -> tuple[str, ...]:
     return executor_dues_of(table)
 
 
+def pos_category_uses(routing_path: Path | None = None) -> list[tuple[str, PosRuleTarget]]:
+    """Every ПОС target of the table (rules and the fallback), named for a report; for the
+    comparison with ПОС's own dictionaries. `RoutingConfigError` if the table is unusable."""
+    table, problems = _parse_table(routing_path or DEFAULT_ROUTING_FILE)
+    if table is None:
+        raise RoutingConfigError(problems)
+    uses = [("fallback", table.fallback)]
+    for rule in table.rules:
+        if rule.pos is not None:
+            where = f"rule «{rule.topic}»" + (f" ({rule.hotline})" if rule.hotline else "")
+            uses.append((where, rule.pos))
+    return uses
+
+
 def executor_dues_of(table: RoutingTable) -> tuple[str, ...]:
     return tuple(sorted({rule.delo.executor_due for rule in table.rules
                          if rule.system is TargetSystem.DELO and rule.delo is not None}))

@@ -108,6 +108,10 @@ class PosEasSettings(BaseModel):
     # calls without the caller's Госуслуги id: EAS requires epguId (pos-eas.md §4.1).
     # Empty: such calls reach the adapter and fail with that reason for a person to handle.
     no_epgu_email: list[str] = Field(default_factory=list)
+    # The synced copy of ПОС's dictionaries (E1/E3/E5), which `gateway routes check` compares
+    # the routing table with; the daemon syncs at start and then this often.
+    dictionaries_file: Path = Path("var/pos-dictionaries.json")
+    dictionaries_every_s: float = Field(default=86_400.0, gt=0)
 
 
 class PosSettings(BaseModel):

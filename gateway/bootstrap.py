@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -48,6 +49,7 @@ from gateway.services.delivery_desk import DeliveryDesk
 from gateway.services.forwarding import Forwarding
 from gateway.services.intake import IntakeService
 from gateway.services.journal import JournalDesk
+from gateway.services.loops import every
 from gateway.services.mail_replies import MailReplies, UnmatchedMailDesk
 from gateway.services.official_answers import OfficialAnswers
 from gateway.services.outbox_admin import OutboxAdmin
@@ -71,6 +73,10 @@ from outbox import (
     store_for,
 )
 
+if TYPE_CHECKING:
+    from adapters.pos.eas_client import EasClient
+    from adapters.pos.eas_dictionaries import Dictionaries
+
 log = structlog.get_logger(__name__)
 
 Closer = Callable[[], Awaitable[Any]]
@@ -88,6 +94,7 @@ class Adapters:
     letters: LetterComposer | None = None
     mailbox: Mailbox | None = None  # the contact centre's mailbox, for officials' replies
     closers: list[Closer] = field(default_factory=list)
+    loops: list[tuple[str, Loop]] = field(default_factory=list)  # the adapters' own upkeep
 
 
 @dataclass
@@ -202,6 +209,7 @@ def bootstrap(
     loops.append(("requests", answers))
     if mail is not None:
         loops.append(("mail", mail))
+    loops.extend(adapters.loops)
     daemon = Daemon(dispatcher, loops, adapters.closers)
 
     health = {name: poller.health for name, poller in pollers.items()}
@@ -282,6 +290,30 @@ def load_planners(settings: Settings) -> tuple[RoutePlanner, PolicyDeadlines]:
     return router, PolicyDeadlines(policies, calendar, settings.zone_of)
 
 
+class EveryLoop:
+    """A daemon loop that runs one step now and then every interval (services/loops.py)."""
+
+    def __init__(self, interval_s: float, step: Callable[[], Awaitable[object]], *,
+                 failed: str) -> None:
+        self._interval_s = interval_s
+        self._step = step
+        self._failed = failed
+
+    async def run(self) -> None:
+        await every(self._interval_s, self._step, failed=self._failed)
+
+
+async def sync_pos_dictionaries(client: EasClient, path: Path) -> Dictionaries:
+    """ПОС's EAS dictionaries fetched and stored whole (adapters/pos/eas_dictionaries.py)."""
+    from adapters.pos.eas_dictionaries import save
+
+    dictionaries = await client.read_dictionaries()
+    save(path, dictionaries)
+    log.info("pos.dictionaries_synced", regions=len(dictionaries.regions),
+             subjects=len(dictionaries.subjects), subsubjects=len(dictionaries.subsubjects))
+    return dictionaries
+
+
 def build_adapters(settings: Settings) -> Adapters:
     """ПОС and «Дело» adapters when their base URL is set; the SMTP mailer and letters always."""
     from adapters.email import factory as email_factory
@@ -297,6 +329,10 @@ def build_adapters(settings: Settings) -> Adapters:
         built.registrars["pos"] = built.sources["pos"] = built.readers["pos"] = eas
         built.confirmers["pos"] = eas
         built.closers.append(eas.aclose)
+        built.loops.append(("pos.dictionaries", EveryLoop(
+            settings.pos.eas.dictionaries_every_s,
+            lambda: sync_pos_dictionaries(eas, settings.pos.eas.dictionaries_file),
+            failed="pos.dictionaries_sync_failed")))
     elif settings.pos.base_url:
         from adapters.pos import factory as pos_factory
 

@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     pos_import = pos.add_parser("import", help="update appeals from ПОС's Excel export")
     pos_import.add_argument("file", type=Path)
     pos_import.set_defaults(handler=_cmd_pos_import)
+    pos.add_parser("sync-dictionaries", help="fetch ПОС's EAS dictionaries (regions, "
+                   "subjects, subsubjects) into pos.eas.dictionaries_file"
+                   ).set_defaults(handler=_cmd_pos_sync_dictionaries)
 
     pbx = commands.add_parser("pbx", help="phone exchange tools").add_subparsers(metavar="ACTION")
     pbx_import = pbx.add_parser(
@@ -345,7 +348,65 @@ def _cmd_routes_check(args: argparse.Namespace) -> int:
         deadline_policies=load_deadline_policies(settings.deadlines_file).names,
     )
     print(report.text)
-    return 0 if report.ok else 1
+    dictionary_ok = True
+    if settings.pos.dialect == "eas":
+        dictionary_ok = _check_pos_dictionaries(settings)
+    return 0 if report.ok and dictionary_ok else 1
+
+
+def _check_pos_dictionaries(settings: Settings) -> bool:
+    """Under EAS: the table's ПОС ids against the synced dictionaries (pos-eas.md §3)."""
+    from adapters.pos.eas_dictionaries import CategoryUse, category_problems, load
+    from config.routing import pos_category_uses
+
+    path = settings.pos.eas.dictionaries_file
+    try:
+        dictionaries = load(path)
+        uses = pos_category_uses(settings.routing_file)
+    except (AdapterError, ConfigError) as exc:
+        print(f"\nПОС dictionaries: cannot compare ({exc})")
+        return False
+    if dictionaries is None:
+        print(f"\nПОС dictionaries: not synced yet ({path}); run `gateway pos "
+              "sync-dictionaries` to compare the table's category ids with ПОС's")
+        return True
+    problems = category_problems(dictionaries, [
+        CategoryUse(where, target.category_id, target.subcategory_id) for where, target in uses])
+    print(f"\nПОС dictionaries synced {dictionaries.synced_at}: {dictionaries.counts()}")
+    if not problems:
+        print("Every ПОС category and subcategory of the table is in them.")
+        return True
+    print(f"{len(problems)} problem(s):")
+    print("\n".join(f"  - {p}" for p in problems))
+    return False
+
+
+def _cmd_pos_sync_dictionaries(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_pos_sync_dictionaries(settings))
+
+
+async def _pos_sync_dictionaries(settings: Settings) -> int:
+    from adapters.pos.factory import build_eas
+    from gateway.bootstrap import sync_pos_dictionaries
+    from outbox import Permanent, Transient
+
+    if settings.pos.dialect != "eas":
+        print("gateway: the dictionaries are EAS's (GATEWAY_POS__DIALECT=eas)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        client = build_eas(settings.pos)
+    except ValueError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    async with client:
+        try:
+            synced = await sync_pos_dictionaries(client, settings.pos.eas.dictionaries_file)
+        except (Transient, Permanent, OSError) as exc:
+            print(f"gateway: dictionaries not synced: {exc}", file=sys.stderr)
+            return 1
+    print(f"synced to {settings.pos.eas.dictionaries_file}: {synced.counts()}")
+    return 0
 
 
 # --- demo and simulators -----------------------------------------------------------------

@@ -30,11 +30,12 @@ from typing import Self
 
 import httpx
 import structlog
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from adapters.http_outcomes import not_sent, retry_after_of
 from adapters.pos import eas_wire as wire
 from adapters.pos.client import message_text
+from adapters.pos.eas_dictionaries import Dictionaries, Entry
 from adapters.pos.eas_mapping import EasMapping, load_eas_mapping
 from adapters.pos.eas_polling import PollSchedule, RateCap, ScheduleSettings
 from gateway.domain.appeal import Appeal, DeliveryChannel
@@ -46,6 +47,7 @@ AMBIGUOUS = "ambiguous:"  # how a parked create's reason starts; people resolve 
 CONFIRM_IN_POS = "confirm in ПОС:"  # a delivery for ministry staff to confirm in ПОС's UI
 
 log = structlog.get_logger(__name__)
+_REGIONS = TypeAdapter(list[wire.Region])
 
 
 class TokenRefused(Permanent):
@@ -265,6 +267,41 @@ class EasClient:
         self._not_sent[key] = None
         while len(self._not_sent) > 10_000:
             del self._not_sent[next(iter(self._not_sent))]
+
+    # --- dictionaries (pos-eas.md §3) ----------------------------------------------------
+
+    async def read_dictionaries(self) -> Dictionaries:
+        """E1, E3 and E5 for the configured region; raises Transient/Permanent on failure."""
+        region = self._region_id
+        regions_body = await self._dictionary(wire.REGIONS_PATH, {})
+        subjects_body = await self._dictionary(wire.SUBJECTS_PATH.format(region_id=region),
+                                               {"size": wire.DICTIONARY_PAGE})
+        subsubjects_body = await self._dictionary(
+            wire.SUBSUBJECTS_PATH, {"regionId": region, "size": wire.DICTIONARY_PAGE})
+        try:
+            regions = _REGIONS.validate_json(regions_body)
+            subjects = wire.SubjectPage.model_validate_json(subjects_body)
+            subsubjects = wire.SubsubjectPage.model_validate_json(subsubjects_body)
+        except ValidationError:
+            raise Transient("pos dictionary: unreadable answer") from None
+        return Dictionaries(
+            region_id=region, synced_at=_utc(self._now()).isoformat(),
+            regions=[Entry(r.id, r.name) for r in regions],
+            subjects=[Entry(s.id, s.name, s.deleted) for s in subjects.content],
+            subsubjects=[Entry(s.id, s.name, s.deleted, s.subject.id if s.subject else None)
+                         for s in subsubjects.content])
+
+    async def _dictionary(self, path: str, params: dict[str, int]) -> bytes:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        try:
+            response = await self._call("GET", f"{path}?{query}" if query else path)
+        except httpx.HTTPError as exc:
+            raise Transient(f"pos dictionary: no answer ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise Transient(f"pos dictionary: failed (HTTP {response.status_code})")
+            raise Permanent(f"pos dictionary {path}: refused (HTTP {response.status_code})")
+        return response.content
 
     # --- reading: per appeal, budgeted ---------------------------------------------------
 

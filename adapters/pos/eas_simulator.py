@@ -6,7 +6,9 @@ seedable RNG as in the pos-api simulator (5xx before any effect, latency), plus 
 "lost create": the appeal is created and the answer dropped, which is the case the
 adapter must park instead of resending. Test-only endpoints under `/_sim/` need no
 token: `POST /_sim/appeals/{posId}/event` (append a code), `POST /_sim/expire-tokens`,
-`POST /_sim/lose-next-create`, `GET /_sim/stats`.
+`POST /_sim/lose-next-create`, `GET /_sim/stats`. It serves the dictionaries too (E1, E3,
+E5), seeded with the categories of the shipped config/routing.toml for region 73; tests
+change `EasSimulator.subjects` / `.subsubjects` directly.
 """
 
 from __future__ import annotations
@@ -78,6 +80,23 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _seed_subjects() -> dict[int, list[dict[str, Any]]]:
+    return {73: [{"id": i, "name": n, "deleted": False} for i, n in _CATEGORIES]}
+
+
+def _seed_subsubjects() -> dict[int, list[dict[str, Any]]]:
+    return {73: [{"id": i, "name": f"Подкатегория {i}", "deleted": False,
+                  "subject": {"id": i // 100, "name": dict(_CATEGORIES)[i // 100]}}
+                 for i in _SUBCATEGORIES]}
+
+
+_CATEGORIES = ((101, "Жилищно-коммунальное хозяйство"), (102, "Благоустройство"),
+               (103, "Дороги и транспорт"), (104, "Образование"), (105, "Социальная защита"),
+               (106, "Культура и спорт"), (107, "Жилищная политика"), (199, "Прочее"))
+_SUBCATEGORIES = (*range(10101, 10110), 10201, 10202, 10301, 10302, 10401, 10501, 10601,
+                  10602, 10701, 19901)
+
+
 @dataclass(slots=True)
 class EasSimulator:
     settings: EasSimulatorSettings
@@ -87,6 +106,10 @@ class EasSimulator:
     requests: Counter[str] = field(default_factory=Counter)
     lose_next_create: bool = False
     rng: random.Random = field(default_factory=random.Random)
+    regions: list[dict[str, Any]] = field(default_factory=lambda: [
+        {"id": 73, "name": "Ульяновская область", "okato": 73000000, "coordinates": ""}])
+    subjects: dict[int, list[dict[str, Any]]] = field(default_factory=_seed_subjects)
+    subsubjects: dict[int, list[dict[str, Any]]] = field(default_factory=_seed_subsubjects)
 
     def create(self, body: wire.CreateAppeal) -> EasSimAppeal:
         pos_id = self.settings.first_id + len(self.appeals)
@@ -183,6 +206,28 @@ async def _read(request: web.Request) -> web.Response:
                              dumps=_dumps)
 
 
+async def _regions(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIM_KEY].regions, dumps=_dumps)
+
+
+async def _subjects(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    try:
+        region = int(request.match_info["region_id"])
+    except ValueError:
+        return web.Response(status=400, text="bad request")
+    return web.json_response({"content": sim.subjects.get(region, [])}, dumps=_dumps)
+
+
+async def _subsubjects(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    try:
+        region = int(request.query["regionId"])
+    except (KeyError, ValueError):
+        return web.Response(status=400, text="bad request")
+    return web.json_response({"content": sim.subsubjects.get(region, [])}, dumps=_dumps)
+
+
 async def _sim_event(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     data = await request.json()
@@ -215,6 +260,9 @@ def create_eas_app(settings: EasSimulatorSettings | None = None) -> web.Applicat
     app.router.add_post(wire.TOKEN_PATH, _token)
     app.router.add_post(wire.CREATE_PATH, _create)
     app.router.add_get(wire.READ_PATH, _read)
+    app.router.add_get(wire.REGIONS_PATH, _regions)
+    app.router.add_get(wire.SUBJECTS_PATH, _subjects)
+    app.router.add_get(wire.SUBSUBJECTS_PATH, _subsubjects)
     app.router.add_post("/_sim/appeals/{pos_id}/event", _sim_event)
     app.router.add_post("/_sim/expire-tokens", _sim_expire)
     app.router.add_post("/_sim/lose-next-create", _sim_lose)

@@ -17,6 +17,10 @@ TOKEN_PATH = "/user-service/oauth/token"  # noqa: S105 - a path, not a secret
 CREATE_PATH = "/inbox-service/external-appeal-system/appeals"
 READ_PATH = "/appeal-service/external-appeal-system/appeals/{pos_id}"  # pos-eas.md E8
 UPLOAD_PATH = "/inbox-service/filestorage"  # E6: attachments, two steps (§4.3)
+REGIONS_PATH = "/inbox-service/regions/all"  # E1: a JSON array
+SUBJECTS_PATH = "/inbox-service/subjects/region/{region_id}"  # E3: a page, `?size=N`
+SUBSUBJECTS_PATH = "/inbox-service/subsubjects/search"  # E5: a page, `?regionId=R&size=N`
+DICTIONARY_PAGE = 10_000  # what C4 asks for; other paging parameters are [unknown]
 
 
 class _Outgoing(BaseModel):
@@ -95,6 +99,42 @@ class EasAppeal(_Incoming):
     history: list[HistoryEntry] | None = None
     answerAt: datetime | None = None
     createdAt: datetime | None = None
+
+
+class Region(_Incoming):
+    """E1 item; `okato` and `coordinates` are not used."""
+
+    id: int
+    name: str
+
+
+class Subject(_Incoming):
+    """E3 item: a category of the region; `deleted` marks a retired one."""
+
+    id: int
+    name: str
+    deleted: bool = False
+
+
+class SubjectRef(_Incoming):
+    id: int
+
+
+class Subsubject(_Incoming):
+    """E5 item: a subcategory, with the category it belongs to."""
+
+    id: int
+    name: str
+    deleted: bool = False
+    subject: SubjectRef | None = None
+
+
+class SubjectPage(_Incoming):
+    content: list[Subject]
+
+
+class SubsubjectPage(_Incoming):
+    content: list[Subsubject]
 
 
 class UploadReply(_Incoming):
